@@ -1,0 +1,87 @@
+package collector
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "stale_exporter"
+
+// instanceLabels identify one instance; never instance, job or stage, which
+// clash with Prometheus target labels.
+var instanceLabels = []string{"instance_id", "project_name", "stage_name", "image_tag", "container_id"}
+
+var (
+	lastAliveDesc = prometheus.NewDesc("instance_last_alive_seconds",
+		"Unix time the instance's container was last seen running.", instanceLabels, nil)
+	staleDesc = prometheus.NewDesc("instance_stale",
+		"1 if the instance's container is stale (not running for longer than the threshold), else 0.", instanceLabels, nil)
+	scanSuccessDesc = prometheus.NewDesc(namespace+"_scan_success",
+		"1 if the latest scan of Docker and the store succeeded.", nil, nil)
+	scanDurationDesc = prometheus.NewDesc(namespace+"_scan_duration_seconds",
+		"Duration of the latest scan.", nil, nil)
+	lastScanDesc = prometheus.NewDesc(namespace+"_last_scan_timestamp_seconds",
+		"Unix time of the last successful scan.", nil, nil)
+	dockerUpDesc = prometheus.NewDesc(namespace+"_docker_up",
+		"1 if the Docker engine answered the latest scan.", nil, nil)
+	storeUpDesc = prometheus.NewDesc(namespace+"_store_up",
+		"1 if the store answered the latest scan.", nil, nil)
+	thresholdDesc = prometheus.NewDesc(namespace+"_threshold_seconds",
+		"Time a container must have been down before its instance is stale.", nil, nil)
+)
+
+// Collector exports the scan result. Every Collect asks the Scanner, which
+// reuses a recent scan or shares one in progress.
+type Collector struct {
+	scanner *Scanner
+	timeout time.Duration
+}
+
+// New returns a Collector that waits at most timeout for a scan.
+func New(scanner *Scanner, timeout time.Duration) *Collector {
+	return &Collector{scanner: scanner, timeout: timeout}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{lastAliveDesc, staleDesc, scanSuccessDesc, scanDurationDesc,
+		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	r := c.scanner.Result(ctx)
+
+	ch <- prometheus.MustNewConstMetric(scanSuccessDesc, prometheus.GaugeValue, boolValue(r.Success))
+	ch <- prometheus.MustNewConstMetric(scanDurationDesc, prometheus.GaugeValue, r.Duration.Seconds())
+	ch <- prometheus.MustNewConstMetric(dockerUpDesc, prometheus.GaugeValue, boolValue(r.DockerUp))
+	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, boolValue(r.StoreUp))
+	if !r.LastSuccess.IsZero() {
+		ch <- prometheus.MustNewConstMetric(lastScanDesc, prometheus.GaugeValue, unixSeconds(r.LastSuccess))
+	}
+	if r.Snapshot == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, r.Snapshot.Threshold.Seconds())
+	for _, o := range r.Snapshot.Observations {
+		in := o.Instance
+		labels := []string{in.ID, in.ProjectName, in.StageName, in.ImageTag, in.ContainerID}
+		ch <- prometheus.MustNewConstMetric(lastAliveDesc, prometheus.GaugeValue, unixSeconds(o.Verdict.LastAlive), labels...)
+		ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, boolValue(o.Verdict.Stale), labels...)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -1,0 +1,423 @@
+// Package collector scans the Docker engine and the store, judges every
+// instance with the stale rule, and exports the result to Prometheus.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// Docker is the part of the Docker Engine API a scan uses.
+type Docker interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+}
+
+// Store is the part of the store a scan uses.
+type Store interface {
+	ReadInventory(ctx context.Context) (store.Inventory, error)
+	MarkAlive(ctx context.Context, ids []string, at time.Time) error
+	Adopt(ctx context.Context, a store.Adoption) error
+}
+
+// Config tunes a Scanner.
+type Config struct {
+	// Threshold overrides settings.stale_threshold_days when positive.
+	Threshold time.Duration
+	// CacheTTL is how long a scan is reused by later scrapes.
+	CacheTTL time.Duration
+	// MaxSnapshotAge bounds how long the last good snapshot is served while
+	// scans fail.
+	MaxSnapshotAge time.Duration
+	// DockerTimeout bounds every Docker call.
+	DockerTimeout time.Duration
+	// Adopt creates instance rows for labelled containers the store lacks.
+	Adopt bool
+}
+
+// Observation is one instance as a scan saw it.
+type Observation struct {
+	Instance  store.Instance
+	Container Container
+	Verdict   Verdict
+}
+
+// Snapshot is the result of one successful scan.
+type Snapshot struct {
+	Observations []Observation
+	Threshold    time.Duration
+	ScannedAt    time.Time
+}
+
+// StaleCount is the number of stale instances.
+func (s *Snapshot) StaleCount() int {
+	n := 0
+	for _, o := range s.Observations {
+		if o.Verdict.Stale {
+			n++
+		}
+	}
+	return n
+}
+
+// Result is what a scrape or an API call gets: the outcome of the latest
+// scan and the last good snapshot, if it is recent enough.
+type Result struct {
+	Snapshot *Snapshot
+	Success  bool
+	DockerUp bool
+	StoreUp  bool
+	Duration time.Duration
+	// LastSuccess is the time of the last successful scan, zero if none.
+	LastSuccess time.Time
+	Err         error
+}
+
+// Scanner runs scans, coalescing concurrent requests into one.
+type Scanner struct {
+	docker Docker
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	inflight chan struct{} // closed when the running scan ends
+	latest   Result
+	good     *Snapshot
+	attempt  time.Time // when the latest scan started
+	// finishedAt caches Docker's FinishedAt by container id; a stopped
+	// container's is fixed until it runs again.
+	finishedAt map[string]time.Time
+}
+
+// NewScanner returns a Scanner over the given Docker engine and store.
+func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scanner {
+	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger, finishedAt: map[string]time.Time{}}
+}
+
+// Result returns the outcome of a scan no older than the cache TTL, running
+// one if needed. Callers that arrive while a scan runs share it.
+func (s *Scanner) Result(ctx context.Context) Result {
+	s.mu.Lock()
+	if s.inflight == nil && (s.attempt.IsZero() || time.Since(s.attempt) > s.cfg.CacheTTL) {
+		s.startLocked()
+	}
+	done := s.inflight
+	s.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resultLocked()
+}
+
+// Rescan runs a fresh scan (or joins the one running) and returns its result.
+func (s *Scanner) Rescan(ctx context.Context) Result {
+	s.mu.Lock()
+	if s.inflight == nil {
+		s.startLocked()
+	}
+	done := s.inflight
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resultLocked()
+}
+
+// Run scans every interval until ctx is done, so that last_alive_at
+// advances even when nothing scrapes.
+func (s *Scanner) Run(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		s.Rescan(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (s *Scanner) resultLocked() Result {
+	r := s.latest
+	if s.good != nil && time.Since(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
+		r.Snapshot = s.good
+	}
+	return r
+}
+
+// startLocked starts a scan detached from any caller: one scrape giving up
+// must not cancel the scan the others wait for.
+func (s *Scanner) startLocked() {
+	done := make(chan struct{})
+	s.inflight = done
+	s.attempt = time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*s.cfg.DockerTimeout)
+		defer cancel()
+		start := time.Now()
+		snap, r := s.scan(ctx)
+		r.Duration = time.Since(start)
+		s.mu.Lock()
+		if r.Success {
+			s.good = snap
+			r.LastSuccess = snap.ScannedAt
+		} else {
+			r.LastSuccess = s.latest.LastSuccess
+			s.logger.Warn("scan failed", "err", r.Err)
+		}
+		s.latest = r
+		s.inflight = nil
+		s.mu.Unlock()
+		close(done)
+	}()
+}
+
+func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
+	now := time.Now()
+	var (
+		wg         sync.WaitGroup
+		containers []containerSummary
+		inv        store.Inventory
+		dockerErr  error
+		storeErr   error
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		containers, dockerErr = s.listContainers(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		inv, storeErr = s.store.ReadInventory(ctx)
+	}()
+	wg.Wait()
+	r := Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil}
+	if err := errors.Join(dockerErr, storeErr); err != nil {
+		r.Err = err
+		return nil, r
+	}
+
+	byID := make(map[string]containerSummary, len(containers))
+	for _, c := range containers {
+		byID[c.id] = c
+	}
+	if s.cfg.Adopt {
+		adopted, err := s.adopt(ctx, inv, containers)
+		if err != nil {
+			r.StoreUp, r.Err = false, err
+			return nil, r
+		}
+		if adopted > 0 {
+			if inv, err = s.store.ReadInventory(ctx); err != nil {
+				r.StoreUp, r.Err = false, err
+				return nil, r
+			}
+		}
+	}
+
+	finished, err := s.finishedTimes(ctx, containers)
+	if err != nil {
+		r.DockerUp, r.Err = false, err
+		return nil, r
+	}
+	threshold := s.cfg.Threshold
+	if threshold <= 0 {
+		threshold = time.Duration(inv.ThresholdDays) * 24 * time.Hour
+	}
+	snap := &Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]Observation, 0, len(inv.Instances))}
+	var alive []string
+	for _, in := range inv.Instances {
+		var c Container
+		if sum, ok := byID[in.ContainerID]; ok && in.ContainerID != "" {
+			c = Container{Found: true, State: sum.state, Labels: sum.labels, FinishedAt: finished[sum.id]}
+		}
+		v := Judge(in, c, threshold, now)
+		if c.Running() {
+			alive = append(alive, in.ID)
+			in.LastAliveAt = now
+		}
+		snap.Observations = append(snap.Observations, Observation{Instance: in, Container: c, Verdict: v})
+	}
+	if err := s.store.MarkAlive(ctx, alive, now); err != nil {
+		r.StoreUp, r.Err = false, err
+		return nil, r
+	}
+	r.Success = true
+	return snap, r
+}
+
+// containerSummary is the part of a ContainerList entry a scan keeps.
+type containerSummary struct {
+	id     string
+	state  string
+	image  string
+	labels map[string]string
+}
+
+func (s *Scanner) listContainers(ctx context.Context) ([]containerSummary, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+	defer cancel()
+	res, err := s.docker.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", LabelInstanceID),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]containerSummary, len(res.Items))
+	for i, c := range res.Items {
+		out[i] = containerSummary{id: c.ID, state: string(c.State), image: c.Image, labels: c.Labels}
+	}
+	return out, nil
+}
+
+// inspectConcurrency bounds parallel inspects on a cold cache.
+const inspectConcurrency = 8
+
+// finishedTimes returns FinishedAt for every stopped container, inspecting
+// only those not cached yet, and forgets containers that are gone or running.
+func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSummary) (map[string]time.Time, error) {
+	s.mu.Lock()
+	known := s.finishedAt
+	s.mu.Unlock()
+
+	finished := make(map[string]time.Time, len(containers))
+	var missing []string
+	for _, c := range containers {
+		if (Container{Found: true, State: c.state}).Running() {
+			continue
+		}
+		if t, ok := known[c.id]; ok {
+			finished[c.id] = t
+		} else {
+			missing = append(missing, c.id)
+		}
+	}
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, inspectConcurrency)
+	)
+	for _, id := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t, err := s.finishedAtOf(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			finished[id] = t
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+
+	s.mu.Lock()
+	s.finishedAt = finished
+	s.mu.Unlock()
+	return finished, nil
+}
+
+func (s *Scanner) finishedAtOf(ctx context.Context, id string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+	defer cancel()
+	res, err := s.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		// Removed between list and inspect: it has no stop time to offer.
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	return FinishedAt(res.Container.State)
+}
+
+// FinishedAt reads State.FinishedAt; Docker writes a zero year for a
+// container that never stopped.
+func FinishedAt(state *container.State) (time.Time, error) {
+	if state == nil || state.FinishedAt == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, state.FinishedAt)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse FinishedAt %q: %w", state.FinishedAt, err)
+	}
+	if t.Year() <= 1 {
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []containerSummary) (int, error) {
+	known := make(map[string]bool, len(inv.Instances))
+	for _, in := range inv.Instances {
+		known[in.ID] = true
+	}
+	adopted := 0
+	for _, c := range containers {
+		id := c.labels[LabelInstanceID]
+		project, stage := c.labels[LabelProject], c.labels[LabelStage]
+		if known[id] || project == "" || stage == "" || !store.IsUUID(id) {
+			continue
+		}
+		status := store.StatusStopped
+		if (Container{Found: true, State: c.state}).Running() {
+			status = store.StatusRunning
+		}
+		err := s.store.Adopt(ctx, store.Adoption{
+			InstanceID: id, ProjectName: project, StageName: stage,
+			ContainerID: c.id, ImageTag: imageTag(c), Status: status,
+		})
+		if err != nil {
+			return adopted, err
+		}
+		s.logger.Info("adopted container", "container_id", c.id, "instance_id", id, "project_name", project, "stage_name", stage)
+		adopted++
+	}
+	return adopted, nil
+}
+
+func imageTag(c containerSummary) string {
+	if tag := c.labels[LabelImageTag]; tag != "" {
+		return tag
+	}
+	ref := c.image
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i >= 0 && !strings.Contains(ref[i:], "/") {
+		return ref[i+1:]
+	}
+	return "latest"
+}

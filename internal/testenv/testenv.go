@@ -1,0 +1,261 @@
+// Package testenv gives tests the real parts they run against: a fresh
+// PostgreSQL database, a Docker engine, and a FROM-scratch test image built
+// around a static Go program. Outside CI a missing part skips the test; in
+// CI (CI=true) it fails it.
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Unavailable stops a test that lacks a real dependency: a failure in CI,
+// a skip elsewhere.
+func Unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("required test dependency missing (CI=%s): %s", os.Getenv("CI"), msg)
+	}
+	tb.Skipf("skipping, dependency missing: %s (run `make test` to set it up)", msg)
+}
+
+// baseDSN is the server tests create their databases on.
+func baseDSN() string {
+	if dsn := os.Getenv("STALE_EXPORTER_TEST_DSN"); dsn != "" {
+		return dsn
+	}
+	return "host=/var/run/postgresql dbname=postgres"
+}
+
+var startPostgres sync.Once
+
+// Database creates a fresh, empty database for the calling test and drops it
+// when the test ends. It returns the database's DSN.
+func Database(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, baseDSN())
+	if err != nil {
+		startPostgres.Do(func() {
+			// Reuse the server if it runs; otherwise try to start Debian's cluster.
+			_ = exec.Command("pg_ctlcluster", "15", "main", "start").Run()
+		})
+		conn, err = pgx.Connect(ctx, baseDSN())
+	}
+	if err != nil {
+		Unavailable(tb, "PostgreSQL at %q: %v", baseDSN(), err)
+	}
+	defer conn.Close(ctx)
+
+	name := "stale_test_" + randomHex(6)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, baseDSN())
+		if err != nil {
+			tb.Logf("drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			tb.Logf("drop database %s: %v", name, err)
+		}
+	})
+	return databaseDSN(baseDSN(), name)
+}
+
+// databaseDSN replaces the database of a URL or keyword/value DSN.
+func databaseDSN(base, name string) string {
+	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String()
+	}
+	return base + " dbname=" + name
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Docker returns a client of the local Docker engine (or DOCKER_HOST).
+func Docker(tb testing.TB) *client.Client {
+	tb.Helper()
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		tb.Fatalf("docker client: %v", err)
+	}
+	tb.Cleanup(func() { _ = cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		Unavailable(tb, "Docker engine: %v", err)
+	}
+	return cli
+}
+
+// ImageName is the tag of the test image.
+const ImageName = "stale-exporter-test/sleeper:latest"
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+)
+
+// Image builds the test image once per test process and returns its name.
+func Image(tb testing.TB, cli *client.Client) string {
+	tb.Helper()
+	buildOnce.Do(func() { buildErr = buildImage(cli) })
+	if buildErr != nil {
+		tb.Fatalf("build test image: %v", buildErr)
+	}
+	return ImageName
+}
+
+func buildImage(cli *client.Client) error {
+	dir, err := os.MkdirTemp("", "stale-exporter-sleeper")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	_, self, _, _ := runtime.Caller(0)
+	bin := filepath.Join(dir, "sleeper")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join(filepath.Dir(self), "sleeper")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build sleeper: %v: %s", err, out)
+	}
+	program, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	files := []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY sleeper /sleeper\nENTRYPOINT [\"/sleeper\"]\n")},
+		{"sleeper", 0o755, program},
+	}
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{ImageName}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read build output: %w", err)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("docker build: %s", msg.Error)
+		}
+	}
+}
+
+// ContainerSpec describes a test container.
+type ContainerSpec struct {
+	Labels map[string]string
+	// Start runs the container; otherwise it is only created.
+	Start bool
+	// Exit makes a started container exit at once.
+	Exit bool
+}
+
+// NewContainer creates (and maybe starts) a container from the test image and
+// removes it when the test ends. It returns the container id.
+func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := &container.Config{Image: Image(tb, cli), Labels: spec.Labels}
+	if spec.Exit {
+		cfg.Cmd = []string{"exit"}
+	}
+	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     cfg,
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		tb.Fatalf("create container: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if spec.Start {
+		if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+			tb.Fatalf("start container: %v", err)
+		}
+	}
+	if spec.Exit {
+		if _, err := WaitExited(ctx, cli, res.ID); err != nil {
+			tb.Fatalf("wait for container to exit: %v", err)
+		}
+	}
+	return res.ID
+}
+
+// WaitExited waits until a container is no longer running.
+func WaitExited(ctx context.Context, cli *client.Client, id string) (container.InspectResponse, error) {
+	for {
+		res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return container.InspectResponse{}, err
+		}
+		if !res.Container.State.Running {
+			return res.Container, nil
+		}
+		select {
+		case <-ctx.Done():
+			return container.InspectResponse{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

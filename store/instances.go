@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Instance statuses this service reads or writes; the platform has more.
+const (
+	StatusRunning  = "running"
+	StatusStopped  = "stopped"
+	StatusRemoving = "removing"
+)
+
+// ErrNotFound is returned when an instance does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Instance is one row of instances, with the names of its project and stage.
+type Instance struct {
+	ID          string
+	ProjectID   string
+	ProjectName string
+	StageName   string
+	ContainerID string
+	ImageTag    string
+	Status      string
+	// LastAliveAt is zero when the platform never saw the instance running.
+	LastAliveAt time.Time
+	CreatedAt   time.Time
+}
+
+const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
+	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at
+	FROM instances i
+	JOIN projects p ON p.id = i.project_id
+	JOIN stages s ON s.id = i.stage_id`
+
+func scanInstance(row pgx.Row) (Instance, error) {
+	var in Instance
+	err := row.Scan(&in.ID, &in.ProjectID, &in.ProjectName, &in.StageName, &in.ContainerID,
+		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt)
+	if in.LastAliveAt.Equal(time.Unix(0, 0)) {
+		in.LastAliveAt = time.Time{}
+	}
+	return in, err
+}
+
+// Inventory is what one scan reads from the store.
+type Inventory struct {
+	Instances     []Instance
+	ThresholdDays int
+}
+
+// ReadInventory reads every instance and the stale threshold in one round trip.
+func (s *Store) ReadInventory(ctx context.Context) (Inventory, error) {
+	var inv Inventory
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT stale_threshold_days FROM settings LIMIT 1").QueryRow(func(row pgx.Row) error {
+		return row.Scan(&inv.ThresholdDays)
+	})
+	batch.Queue("SELECT " + instanceColumns + " ORDER BY i.id").Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			in, err := scanInstance(rows)
+			if err != nil {
+				return err
+			}
+			inv.Instances = append(inv.Instances, in)
+		}
+		return rows.Err()
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return Inventory{}, fmt.Errorf("read inventory: %w", err)
+	}
+	return inv, nil
+}
+
+// Instance reads one instance by id.
+func (s *Store) Instance(ctx context.Context, id string) (Instance, error) {
+	in, err := scanInstance(s.pool.QueryRow(ctx, "SELECT "+instanceColumns+" WHERE i.id = $1", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Instance{}, ErrNotFound
+	}
+	if err != nil {
+		return Instance{}, fmt.Errorf("read instance %s: %w", id, err)
+	}
+	return in, nil
+}
+
+// ThresholdDays reads settings.stale_threshold_days.
+func (s *Store) ThresholdDays(ctx context.Context) (int, error) {
+	var days int
+	if err := s.pool.QueryRow(ctx, "SELECT stale_threshold_days FROM settings LIMIT 1").Scan(&days); err != nil {
+		return 0, fmt.Errorf("read stale threshold: %w", err)
+	}
+	return days, nil
+}
+
+// MarkAlive records that the containers of the given instances were seen
+// running at the given time, in one statement. It never moves a time back.
+func (s *Store) MarkAlive(ctx context.Context, ids []string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE instances SET last_alive_at = $2
+		WHERE id = ANY($1::uuid[]) AND (last_alive_at IS NULL OR last_alive_at < $2)`, ids, at)
+	if err != nil {
+		return fmt.Errorf("mark %d instances alive: %w", len(ids), err)
+	}
+	return nil
+}
+
+// Adoption describes a labelled container that has no instance row yet.
+type Adoption struct {
+	InstanceID  string
+	ProjectName string
+	StageName   string
+	ContainerID string
+	ImageTag    string
+	Status      string
+	LastAliveAt time.Time
+}
+
+// Adopt creates the project, stage and instance rows for a container the
+// platform did not record. It is a no-op if the instance row exists.
+func (s *Store) Adopt(ctx context.Context, a Adoption) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var projectID, stageID string
+		if err := tx.QueryRow(ctx, `INSERT INTO projects (name) VALUES ($1)
+			ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id::text`, a.ProjectName).Scan(&projectID); err != nil {
+			return fmt.Errorf("upsert project: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO stages (project_id, name) VALUES ($1, $2)
+			ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id::text`, projectID, a.StageName).Scan(&stageID); err != nil {
+			return fmt.Errorf("upsert stage: %w", err)
+		}
+		var lastAlive *time.Time
+		if !a.LastAliveAt.IsZero() {
+			lastAlive = &a.LastAliveAt
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, status, last_alive_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+			a.InstanceID, stageID, projectID, a.ContainerID, a.ImageTag, a.Status, lastAlive)
+		if err != nil {
+			return fmt.Errorf("insert instance: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		return insertEvent(ctx, tx, Event{
+			Severity:   SeverityInfo,
+			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", shortID(a.ContainerID), a.ProjectName, a.StageName),
+			ProjectID:  projectID,
+			InstanceID: a.InstanceID,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("adopt container %s: %w", shortID(a.ContainerID), err)
+	}
+	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// IsUUID reports whether s is an id in the canonical 8-4-4-4-12 hex form.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,110 @@
+// Package store is stale-exporter's access to the platform's PostgreSQL
+// database: the schema and its migrations, the instance queries the collector
+// runs on every scan, the event log, and the durable cleanup jobs.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLockKey serialises migrations across replicas that start at once.
+const migrationLockKey = 0x5741_4c45 // "WALE"
+
+// Store wraps a connection pool to the platform database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database named by dsn and checks that it answers.
+// Errors never contain the DSN, which may hold a password.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("parse store DSN: invalid connection string")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to store at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close releases all connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Migrate applies the embedded migrations that have not been applied yet,
+// under an advisory lock so that replicas starting together take turns.
+func (s *Store) Migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: acquire connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: take advisory lock: %w", err)
+	}
+	defer func() {
+		// A fresh context: the lock must go even when ctx is done.
+		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", migrationLockKey)
+	}()
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS stale_exporter_migrations (
+		version    text PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("migrate: create migrations table: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: list migrations: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		if err := applyMigration(ctx, conn.Conn(), name, version); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, conn *pgx.Conn, name, version string) error {
+	var applied bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM stale_exporter_migrations WHERE version = $1)", version).Scan(&applied); err != nil {
+		return fmt.Errorf("migrate %s: %w", version, err)
+	}
+	if applied {
+		return nil
+	}
+	sql, err := migrations.ReadFile(name)
+	if err != nil {
+		return fmt.Errorf("migrate %s: read: %w", version, err)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			return fmt.Errorf("migrate %s: %w", version, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO stale_exporter_migrations (version) VALUES ($1)", version); err != nil {
+			return fmt.Errorf("migrate %s: record version: %w", version, err)
+		}
+		return nil
+	})
+}

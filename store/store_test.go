@@ -1,0 +1,169 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// TestMain doubles as one replica of TestMigrateConcurrently when started
+// with STALE_EXPORTER_MIGRATE_CHILD set to a DSN.
+func TestMain(m *testing.M) {
+	if dsn := os.Getenv("STALE_EXPORTER_MIGRATE_CHILD"); dsn != "" {
+		st, err := store.Open(context.Background(), dsn)
+		if err == nil {
+			err = st.Migrate(context.Background())
+			st.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestMigrateTwiceIsANoOp(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	id := db.AddInstance(t, storetest.Instance{ContainerID: "abc"})
+	if err := db.Store.Migrate(ctx); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM instances WHERE id = $1", id); n != 1 {
+		t.Fatalf("instance rows after second migrate = %d, want 1", n)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM settings"); n != 1 {
+		t.Fatalf("settings rows = %d, want 1", n)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM stale_exporter_migrations"); n != 2 {
+		t.Fatalf("recorded migrations = %d, want 2", n)
+	}
+}
+
+// TestMigrateConcurrently starts the migration from several processes at
+// once, as replicas starting together would.
+func TestMigrateConcurrently(t *testing.T) {
+	dsn := testenv.Database(t)
+	const processes = 4
+	var wg sync.WaitGroup
+	errs := make([]error, processes)
+	outs := make([][]byte, processes)
+	for i := range processes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "STALE_EXPORTER_MIGRATE_CHILD="+dsn)
+			outs[i], errs[i] = cmd.CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i := range processes {
+		if errs[i] != nil {
+			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	st, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	days, err := st.ThresholdDays(context.Background())
+	if err != nil || days != 7 {
+		t.Fatalf("threshold days = %d, %v; want 7", days, err)
+	}
+}
+
+func TestTriggerSetsLastAliveWhenInstanceBecomesRunning(t *testing.T) {
+	db := storetest.New(t)
+	old := time.Now().Add(-30 * 24 * time.Hour)
+
+	inserted := db.AddInstance(t, storetest.Instance{Status: store.StatusRunning, LastAliveAt: old})
+	if got := db.LastAliveAt(t, inserted); time.Since(got) > time.Minute {
+		t.Fatalf("inserted running: last_alive_at = %v, want about now", got)
+	}
+
+	stopped := db.AddInstance(t, storetest.Instance{Status: store.StatusStopped, LastAliveAt: old})
+	if got := db.LastAliveAt(t, stopped); !got.Equal(old.Truncate(time.Microsecond)) {
+		t.Fatalf("inserted stopped: last_alive_at = %v, want %v", got, old)
+	}
+	db.Exec(t, "UPDATE instances SET image_tag = 'x' WHERE id = $1", stopped)
+	if got := db.LastAliveAt(t, stopped); !got.Equal(old.Truncate(time.Microsecond)) {
+		t.Fatalf("unrelated update: last_alive_at = %v, want unchanged %v", got, old)
+	}
+	db.Exec(t, "UPDATE instances SET status = 'running' WHERE id = $1", stopped)
+	if got := db.LastAliveAt(t, stopped); time.Since(got) > time.Minute {
+		t.Fatalf("updated to running: last_alive_at = %v, want about now", got)
+	}
+}
+
+func TestMarkAliveNeverMovesBack(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	a := db.AddInstance(t, storetest.Instance{LastAliveAt: now.Add(-time.Hour)})
+	b := db.AddInstance(t, storetest.Instance{LastAliveAt: now.Add(time.Hour)})
+	c := db.AddInstance(t, storetest.Instance{})
+	if err := db.Store.MarkAlive(ctx, []string{a, b, c}, now); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Time{a: now, b: now.Add(time.Hour), c: now} {
+		if got := db.LastAliveAt(t, id); !got.Equal(want) {
+			t.Errorf("instance %s: last_alive_at = %v, want %v", id, got, want)
+		}
+	}
+}
+
+func TestReadInventoryJoinsNames(t *testing.T) {
+	db := storetest.New(t)
+	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", ContainerID: "c1"})
+	db.Exec(t, "UPDATE settings SET stale_threshold_days = 3")
+	inv, err := db.Store.ReadInventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.ThresholdDays != 3 || len(inv.Instances) != 1 {
+		t.Fatalf("inventory = %+v", inv)
+	}
+	in := inv.Instances[0]
+	if in.ID != id || in.ProjectName != "shop" || in.StageName != "preview" || in.ImageTag != "pr-17" ||
+		in.ContainerID != "c1" || !in.LastAliveAt.IsZero() {
+		t.Fatalf("instance = %+v", in)
+	}
+}
+
+func TestOpenErrorHidesPassword(t *testing.T) {
+	_, err := store.Open(context.Background(), "postgres://user:s3cret@127.0.0.1:1/db?connect_timeout=2")
+	if err == nil {
+		t.Fatal("open of a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+func TestIsUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b": true,
+		"6F1C2A9E-3B4D-4E5F-8A9B-0C1D2E3F4A5B": true,
+		"6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5":  false,
+		"6f1c2a9e33b4d-4e5f-8a9b-0c1d2e3f4a5b": false,
+		"6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5g": false,
+		"":                                     false,
+	} {
+		if got := store.IsUUID(s); got != want {
+			t.Errorf("IsUUID(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -1,0 +1,374 @@
+package collector_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+const threshold = time.Hour
+
+var (
+	old    = time.Now().Add(-2 * threshold)
+	recent = time.Now().Add(-threshold / 2)
+)
+
+// countingDocker counts the calls a scan makes to the real engine.
+type countingDocker struct {
+	collector.Docker
+	lists, inspects atomic.Int64
+}
+
+func (d *countingDocker) ContainerList(ctx context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
+	d.lists.Add(1)
+	return d.Docker.ContainerList(ctx, o)
+}
+
+func (d *countingDocker) ContainerInspect(ctx context.Context, id string, o client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	d.inspects.Add(1)
+	return d.Docker.ContainerInspect(ctx, id, o)
+}
+
+func newScanner(docker collector.Docker, st collector.Store, adopt bool) *collector.Scanner {
+	return collector.NewScanner(docker, st, collector.Config{
+		Threshold:      threshold,
+		CacheTTL:       0,
+		MaxSnapshotAge: time.Minute,
+		DockerTimeout:  5 * time.Second,
+		Adopt:          adopt,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func managed(id string) map[string]string {
+	return map[string]string{collector.LabelInstanceID: id}
+}
+
+// verdicts scans and returns each instance's observation by instance id.
+func verdicts(t *testing.T, s *collector.Scanner) map[string]collector.Observation {
+	t.Helper()
+	r := s.Rescan(context.Background())
+	if !r.Success {
+		t.Fatalf("scan failed: %v", r.Err)
+	}
+	out := map[string]collector.Observation{}
+	for _, o := range r.Snapshot.Observations {
+		out[o.Instance.ID] = o
+	}
+	return out
+}
+
+func TestStaleRuleOnRealContainers(t *testing.T) {
+	docker := testenv.Docker(t)
+	db := storetest.New(t)
+
+	// Ids are taken before the containers exist, as the platform does.
+	running := db.AddInstance(t, storetest.Instance{Status: store.StatusRunning, CreatedAt: old})
+	db.Exec(t, "UPDATE instances SET last_alive_at = $2 WHERE id = $1", running, old)
+	runningCID := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(running), Start: true})
+
+	createdOld := db.AddInstance(t, storetest.Instance{CreatedAt: old})
+	createdYoung := db.AddInstance(t, storetest.Instance{CreatedAt: recent})
+	gone := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old, ContainerID: "0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef"})
+	removing := db.AddInstance(t, storetest.Instance{CreatedAt: old, Status: store.StatusRemoving})
+	kept := db.AddInstance(t, storetest.Instance{CreatedAt: old})
+	exitedNow := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old})
+
+	set := func(id, cid string) { db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid) }
+	set(running, runningCID)
+	set(createdOld, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(createdOld)}))
+	set(createdYoung, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(createdYoung)}))
+	set(removing, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(removing)}))
+	keptLabels := managed(kept)
+	keptLabels[collector.LabelKeep] = "true"
+	set(kept, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: keptLabels}))
+	set(exitedNow, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(exitedNow), Start: true, Exit: true}))
+
+	counting := &countingDocker{Docker: docker}
+	scanner := newScanner(counting, db.Store, false)
+	before := time.Now()
+	got := verdicts(t, scanner)
+
+	want := map[string]struct {
+		stale  bool
+		reason collector.Reason
+		state  string
+	}{
+		running:      {false, collector.ReasonRunning, "running"},
+		createdOld:   {true, collector.ReasonStale, "created"},
+		createdYoung: {false, collector.ReasonRecent, "created"},
+		gone:         {true, collector.ReasonStale, collector.StateMissing},
+		removing:     {false, collector.ReasonRemoving, "created"},
+		kept:         {false, collector.ReasonKept, "created"},
+		exitedNow:    {false, collector.ReasonRecent, "exited"},
+	}
+	for id, w := range want {
+		o, ok := got[id]
+		if !ok {
+			t.Errorf("instance %s missing from snapshot", id)
+			continue
+		}
+		if o.Verdict.Stale != w.stale || o.Verdict.Reason != w.reason || o.Container.DockerState() != w.state {
+			t.Errorf("instance %s: stale=%v reason=%q state=%q, want stale=%v reason=%q state=%q",
+				id, o.Verdict.Stale, o.Verdict.Reason, o.Container.DockerState(), w.stale, w.reason, w.state)
+		}
+	}
+	if la := db.LastAliveAt(t, running); la.Before(before) {
+		t.Errorf("running instance: last_alive_at = %v, want advanced past %v", la, before)
+	}
+	if la := db.LastAliveAt(t, exitedNow); !la.Equal(old.Truncate(time.Microsecond)) {
+		t.Errorf("exited instance: last_alive_at moved to %v", la)
+	}
+	if la := got[exitedNow].Verdict.LastAlive; time.Since(la) > time.Minute {
+		t.Errorf("exited instance: last alive %v, want Docker's recent FinishedAt", la)
+	}
+
+	// Five stopped containers were inspected once; a second scan reuses the cache.
+	if n := counting.inspects.Load(); n != 5 {
+		t.Errorf("first scan inspected %d containers, want 5", n)
+	}
+	verdicts(t, scanner)
+	if n := counting.inspects.Load(); n != 5 {
+		t.Errorf("second scan inspected again: %d inspects in all, want 5", n)
+	}
+	if n := counting.lists.Load(); n != 2 {
+		t.Errorf("two scans listed containers %d times, want 2", n)
+	}
+}
+
+func TestMetricsExposition(t *testing.T) {
+	docker := testenv.Docker(t)
+	db := storetest.New(t)
+	stale := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", CreatedAt: old, LastAliveAt: old})
+	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(stale)})
+	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", stale, cid)
+
+	c := collector.New(newScanner(docker, db.Store, false), 10*time.Second)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+
+	lastAlive := float64(old.Truncate(time.Microsecond).UnixNano()) / 1e9
+	labels := `container_id="` + cid + `",image_tag="pr-17",instance_id="` + stale + `",project_name="shop",stage_name="preview"`
+	want := `
+# HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
+# TYPE instance_stale gauge
+instance_stale{` + labels + `} 1
+# HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
+# TYPE stale_exporter_scan_success gauge
+stale_exporter_scan_success 1
+# HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
+# TYPE stale_exporter_docker_up gauge
+stale_exporter_docker_up 1
+# HELP stale_exporter_store_up 1 if the store answered the latest scan.
+# TYPE stale_exporter_store_up gauge
+stale_exporter_store_up 1
+# HELP stale_exporter_threshold_seconds Time a container must have been down before its instance is stale.
+# TYPE stale_exporter_threshold_seconds gauge
+stale_exporter_threshold_seconds 3600
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "instance_stale", "stale_exporter_scan_success",
+		"stale_exporter_docker_up", "stale_exporter_store_up", "stale_exporter_threshold_seconds"); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "instance_last_alive_seconds" {
+			if got := f.GetMetric()[0].GetGauge().GetValue(); got != lastAlive {
+				t.Errorf("instance_last_alive_seconds = %f, want %f", got, lastAlive)
+			}
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "instance", "job", "stage":
+					t.Errorf("metric %s uses reserved label %q", f.GetName(), l.GetName())
+				}
+			}
+		}
+	}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint %s: %s", p.Metric, p.Text)
+	}
+}
+
+// switchableDocker is a TCP front for the real Docker socket that can be
+// cut, so the real client sees the engine go away and come back.
+type switchableDocker struct {
+	down atomic.Bool
+	url  string
+}
+
+func newSwitchableDocker(t *testing.T) *switchableDocker {
+	t.Helper()
+	sd := &switchableDocker{}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
+		}},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sd.down.Load() {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	sd.url = "tcp://" + ln.Addr().String()
+	return sd
+}
+
+func TestDockerUnreachable(t *testing.T) {
+	testenv.Docker(t)
+	db := storetest.New(t)
+	sd := newSwitchableDocker(t)
+	docker, err := client.New(client.WithHost(sd.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docker.Close()
+
+	// Healthy: a young created-only instance is not stale. Then Docker goes
+	// away while the instance ages past the threshold.
+	id := db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-threshold + 2*time.Second), ContainerID: "feed"})
+	scanner := newScanner(docker, db.Store, false)
+	r := scanner.Rescan(context.Background())
+	if !r.Success || r.Snapshot.StaleCount() != 0 {
+		t.Fatalf("healthy scan: success=%v stale=%d err=%v", r.Success, r.Snapshot.StaleCount(), r.Err)
+	}
+	sd.down.Store(true)
+	time.Sleep(3 * time.Second)
+	r = scanner.Rescan(context.Background())
+	if r.Success || r.DockerUp || !r.StoreUp || r.Err == nil {
+		t.Fatalf("scan with Docker down: success=%v docker_up=%v store_up=%v err=%v", r.Success, r.DockerUp, r.StoreUp, r.Err)
+	}
+	if r.Snapshot == nil || r.Snapshot.StaleCount() != 0 || r.Snapshot.Observations[0].Instance.ID != id {
+		t.Fatalf("Docker down: want the last good snapshot with nothing stale, got %+v", r.Snapshot)
+	}
+
+	c := collector.New(scanner, 10*time.Second)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
+# TYPE instance_stale gauge
+instance_stale{container_id="feed",image_tag="",instance_id="`+id+`",project_name="shop",stage_name="preview"} 0
+# HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
+# TYPE stale_exporter_scan_success gauge
+stale_exporter_scan_success 0
+# HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
+# TYPE stale_exporter_docker_up gauge
+stale_exporter_docker_up 0
+`), "instance_stale", "stale_exporter_scan_success", "stale_exporter_docker_up"); err != nil {
+		t.Fatal(err)
+	}
+
+	sd.down.Store(false)
+	r = scanner.Rescan(context.Background())
+	if !r.Success || r.Snapshot.StaleCount() != 1 {
+		t.Fatalf("Docker back: success=%v stale=%d err=%v", r.Success, r.Snapshot.StaleCount(), r.Err)
+	}
+}
+
+func TestSnapshotExpiresWhileScansFail(t *testing.T) {
+	db := storetest.New(t)
+	docker, err := client.New(client.WithHost("unix:///nonexistent/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docker.Close()
+	db.AddInstance(t, storetest.Instance{CreatedAt: old})
+	r := newScanner(docker, db.Store, false).Rescan(context.Background())
+	if r.Success || r.DockerUp || r.Snapshot != nil || !r.LastSuccess.IsZero() {
+		t.Fatalf("never-successful scanner: %+v", r)
+	}
+}
+
+func TestConcurrentScrapesShareOneScan(t *testing.T) {
+	docker := testenv.Docker(t)
+	db := storetest.New(t)
+	counting := &countingDocker{Docker: docker}
+	scanner := collector.NewScanner(counting, db.Store, collector.Config{
+		Threshold: threshold, CacheTTL: time.Minute, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := scanner.Result(context.Background()); !r.Success {
+				t.Errorf("scan failed: %v", r.Err)
+			}
+		}()
+	}
+	wg.Wait()
+	scanner.Result(context.Background())
+	if n := counting.lists.Load(); n != 1 {
+		t.Fatalf("21 scrapes within the cache TTL listed containers %d times, want 1", n)
+	}
+}
+
+func TestAdoption(t *testing.T) {
+	docker := testenv.Docker(t)
+	db := storetest.New(t)
+	const id = "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	labels := managed(id)
+	labels[collector.LabelProject] = "blog"
+	labels[collector.LabelStage] = "staging"
+	labels[collector.LabelImageTag] = "v2"
+	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: labels, Start: true})
+	unlabelled := managed("7f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b")
+	testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: unlabelled})
+
+	got := verdicts(t, newScanner(docker, db.Store, true))
+	o, ok := got[id]
+	if !ok {
+		t.Fatalf("adopted instance missing from snapshot: %+v", got)
+	}
+	if o.Instance.ProjectName != "blog" || o.Instance.StageName != "staging" || o.Instance.ImageTag != "v2" ||
+		o.Instance.ContainerID != cid || o.Instance.Status != store.StatusRunning || o.Verdict.Stale {
+		t.Fatalf("adopted instance = %+v", o)
+	}
+	if len(got) != 1 {
+		t.Fatalf("snapshot has %d instances, want only the adopted one", len(got))
+	}
+	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE source = 'stale' AND instance_id = $1", id); n != 1 {
+		t.Fatalf("adoption events = %d, want 1", n)
+	}
+	// Without --docker.adopt nothing is created.
+	db2 := storetest.New(t)
+	if got := verdicts(t, newScanner(docker, db2.Store, false)); len(got) != 0 {
+		t.Fatalf("adoption off: snapshot has %d instances", len(got))
+	}
+}

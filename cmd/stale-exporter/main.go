@@ -1,0 +1,170 @@
+// Command stale-exporter finds the containers a deploy platform left behind,
+// exports them to Prometheus and cleans them up on request.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/julienschmidt/httprouter"
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+const exporterName = "stale_exporter"
+
+type serveFlags struct {
+	web            *web.FlagConfig
+	storeDSN       string
+	dockerHost     string
+	dockerTimeout  time.Duration
+	adopt          bool
+	threshold      time.Duration
+	cacheTTL       time.Duration
+	scanInterval   time.Duration
+	maxSnapshotAge time.Duration
+}
+
+func main() {
+	app := kingpin.New("stale-exporter", "Exports containers a deploy platform left behind, and cleans them up.")
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+	app.Version(version.Print("stale-exporter"))
+	app.HelpFlag.Short('h')
+
+	serve := app.Command("serve", "Run the exporter (the default).").Default()
+	var f serveFlags
+	f.web = kingpinflag.AddFlags(serve, ":9817")
+	serve.Flag("store.dsn", "PostgreSQL connection string of the platform database.").
+		Envar("STALE_EXPORTER_STORE_DSN").Required().StringVar(&f.storeDSN)
+	serve.Flag("docker.host", "Docker Engine API address.").
+		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.dockerHost)
+	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.dockerTimeout)
+	serve.Flag("docker.adopt", "Create instance rows for containers with docker-watcher labels that the store lacks.").
+		BoolVar(&f.adopt)
+	serve.Flag("stale.threshold", "Override settings.stale_threshold_days with a duration (e.g. 90s, 36h).").
+		DurationVar(&f.threshold)
+	serve.Flag("collector.cache-ttl", "Reuse a scan younger than this for later scrapes.").Default("5s").DurationVar(&f.cacheTTL)
+	serve.Flag("collector.scan-interval", "Scan in the background this often, scraped or not.").Default("1m").DurationVar(&f.scanInterval)
+	serve.Flag("collector.max-snapshot-age", "While scans fail, keep serving the last good snapshot this long.").
+		Default("5m").DurationVar(&f.maxSnapshotAge)
+
+	command := kingpin.MustParse(app.Parse(os.Args[1:]))
+	logger := promslog.New(logConfig)
+	switch command {
+	case serve.FullCommand():
+		if err := run(f, logger); err != nil {
+			logger.Error("stale-exporter stopped", "err", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(f serveFlags, logger *slog.Logger) error {
+	logger.Info("starting stale-exporter", "version", version.Info(), "build_context", version.BuildContext())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := store.Open(startCtx, f.storeDSN)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(startCtx); err != nil {
+		return err
+	}
+	docker, err := client.New(client.WithHost(f.dockerHost))
+	if err != nil {
+		return fmt.Errorf("docker client for %s: %w", f.dockerHost, err)
+	}
+	defer docker.Close()
+	pingCtx, cancelPing := context.WithTimeout(startCtx, f.dockerTimeout)
+	defer cancelPing()
+	if _, err := docker.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("connect to Docker at %s: %w", f.dockerHost, err)
+	}
+
+	scanner := collector.NewScanner(docker, st, collector.Config{
+		Threshold:      f.threshold,
+		CacheTTL:       f.cacheTTL,
+		MaxSnapshotAge: f.maxSnapshotAge,
+		DockerTimeout:  f.dockerTimeout,
+		Adopt:          f.adopt,
+	}, logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector.New(scanner, 2*f.dockerTimeout),
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	router := httprouter.New()
+	router.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
+	}))
+	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "Healthy")
+	})
+	router.HandlerFunc(http.MethodGet, "/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(pctx); err != nil {
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "Ready")
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "stale-exporter",
+		Description: "Containers a deploy platform left behind",
+		Version:     version.Info(),
+		Links: []web.LandingLinks{
+			{Address: "/metrics", Text: "Metrics"},
+			{Address: "/api/containers/stale", Text: "Stale containers (JSON)"},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("landing page: %w", err)
+	}
+	router.NotFound = landing
+
+	go scanner.Run(ctx, f.scanInterval)
+
+	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, f.web, logger) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down HTTP: %w", err)
+	}
+	return nil
+}

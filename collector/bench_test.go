@@ -1,0 +1,145 @@
+package collector_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+)
+
+const (
+	benchContainers = 1000
+	benchRunning    = 100
+)
+
+// BenchmarkScan measures a warm scan against 1,000 real containers (100 of
+// them running) and 1,000 or 10,000 instance rows, the rest missing from
+// Docker. Each size also measures the floor: one bare ContainerList plus the
+// store's read, done one after the other; scan/floor is reported.
+func BenchmarkScan(b *testing.B) {
+	docker := testenv.Docker(b)
+	ids := createBenchContainers(b, docker)
+	for _, instances := range []int{1000, 10000} {
+		db := storetest.New(b)
+		db.Exec(b, `INSERT INTO projects (name) VALUES ('bench');
+			INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM projects`)
+		db.Exec(b, `INSERT INTO instances (stage_id, project_id, container_id, image_tag, status, created_at)
+			SELECT s.id, s.project_id, 'missing-' || g, 'pr-' || g, 'stopped', now() - interval '30 days'
+			FROM stages s, generate_series(1, $1) g`, instances)
+		db.Exec(b, `UPDATE instances SET container_id = c.id
+			FROM (SELECT unnest($1::text[]) AS id, generate_series(1, $2) AS n) c
+			WHERE instances.container_id = 'missing-' || c.n`, ids, len(ids))
+
+		var floor time.Duration
+		b.Run(fmt.Sprintf("floor/instances=%d", instances), func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := docker.ContainerList(ctx, client.ContainerListOptions{
+					All: true, Filters: make(client.Filters).Add("label", collector.LabelInstanceID),
+				}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := db.Store.ReadInventory(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			floor = b.Elapsed() / time.Duration(b.N)
+		})
+		b.Run(fmt.Sprintf("scan/instances=%d", instances), func(b *testing.B) {
+			scanner := collector.NewScanner(docker, db.Store, collector.Config{
+				Threshold: time.Hour, MaxSnapshotAge: time.Minute, DockerTimeout: 30 * time.Second,
+			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if r := scanner.Rescan(context.Background()); !r.Success { // warm the FinishedAt cache
+				b.Fatal(r.Err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if r := scanner.Rescan(context.Background()); !r.Success {
+					b.Fatal(r.Err)
+				}
+			}
+			perScan := b.Elapsed() / time.Duration(b.N)
+			if floor > 0 {
+				b.ReportMetric(float64(perScan)/float64(floor), "x-floor")
+			}
+			series, err := testutil.GatherAndCount(registry(collector.New(scanner, time.Minute)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(series), "series")
+			b.ReportMetric(float64(series-2*instances), "series-beyond-2/instance")
+		})
+	}
+}
+
+func registry(c prometheus.Collector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	return reg
+}
+
+func createBenchContainers(b *testing.B, docker *client.Client) []string {
+	b.Helper()
+	image := testenv.Image(b, docker)
+	ids := make([]string, benchContainers)
+	errs := make(chan error, benchContainers)
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	for i := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+				Config: &container.Config{Image: image, Labels: map[string]string{
+					collector.LabelInstanceID: fmt.Sprintf("bench-%d", i),
+				}},
+				HostConfig: &container.HostConfig{NetworkMode: "none"},
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids[i] = res.ID
+			if i < benchRunning {
+				if _, err := docker.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			if id == "" {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				_, _ = docker.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
+			}()
+		}
+		wg.Wait()
+	})
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatalf("create containers: %v", err)
+	}
+	return ids
+}

@@ -1,0 +1,157 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stale-exporter-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "stale-exporter")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestStartupErrorsAreOneClearLine(t *testing.T) {
+	db := storetest.New(t)
+	for name, args := range map[string][]string{
+		"unreachable store": {"--store.dsn=postgres://u:s3cret@127.0.0.1:1/db?connect_timeout=2"},
+		"bad DSN":           {"--store.dsn=postgres://u:s3cret@[::1"},
+		"unreachable Docker": {"--store.dsn=" + db.DSN, "--docker.host=unix:///nonexistent/docker.sock",
+			"--docker.timeout=2s"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(binary, append(args, "--web.listen-address="+freeAddr(t))...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
+			}
+			var errorLines []string
+			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if strings.Contains(line, "level=ERROR") {
+					errorLines = append(errorLines, line)
+				}
+			}
+			if len(errorLines) != 1 || strings.Contains(stderr.String(), "goroutine ") {
+				t.Fatalf("want exactly one error line and no stack trace, got:\n%s", stderr.String())
+			}
+			if strings.Contains(stderr.String(), "s3cret") {
+				t.Fatalf("stderr leaks the DSN password:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+func TestServeAndShutDown(t *testing.T) {
+	testenv.Docker(t)
+	db := storetest.New(t)
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "--web.listen-address="+addr, "--log.level=debug")
+	cmd.Env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	base := "http://" + addr
+	waitFor(t, base+"/-/healthy")
+	for path, want := range map[string]string{
+		"/-/healthy": "Healthy",
+		"/-/ready":   "Ready",
+		"/metrics":   "stale_exporter_scan_success 1",
+		"/":          "stale-exporter",
+	} {
+		body, status := get(t, base+path)
+		if status != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, body lacks %q:\n%.400s", path, status, want, body)
+		}
+	}
+	body, _ := get(t, base+"/metrics")
+	for _, name := range []string{"stale_exporter_build_info", "go_goroutines", "process_cpu_seconds_total",
+		"stale_exporter_threshold_seconds 604800"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit 15s after SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "shutting down") {
+		t.Errorf("no shutdown log line:\n%s", stderr.String())
+	}
+}
+
+func waitFor(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer", url)
+}
+
+func get(t *testing.T, url string) (string, int) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b), res.StatusCode
+}

@@ -241,10 +241,7 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 		r.DockerUp, r.Err = false, err
 		return nil, r
 	}
-	threshold := s.cfg.Threshold
-	if threshold <= 0 {
-		threshold = time.Duration(inv.ThresholdDays) * 24 * time.Hour
-	}
+	threshold := Threshold(s.cfg.Threshold, inv.ThresholdDays)
 	snap := &Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]Observation, 0, len(inv.Instances))}
 	var alive []string
 	for _, in := range inv.Instances {

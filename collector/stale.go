@@ -3,6 +3,8 @@ package collector
 import (
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -107,4 +109,27 @@ func Judge(in store.Instance, c Container, threshold time.Duration, now time.Tim
 		v.Stale, v.Reason = true, ReasonStale
 	}
 	return v
+}
+
+// Threshold is the stale threshold in force: the override when set, else
+// the store's settings.stale_threshold_days.
+func Threshold(override time.Duration, days int) time.Duration {
+	if override > 0 {
+		return override
+	}
+	return time.Duration(days) * 24 * time.Hour
+}
+
+// ContainerFromInspect turns a live inspect into a Container.
+func ContainerFromInspect(res container.InspectResponse) (Container, error) {
+	c := Container{Found: true}
+	if res.Config != nil {
+		c.Labels = res.Config.Labels
+	}
+	if res.State != nil {
+		c.State = string(res.State.Status)
+	}
+	finished, err := FinishedAt(res.State)
+	c.FinishedAt = finished
+	return c, err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -42,7 +43,16 @@ type serveFlags struct {
 	cacheTTL       time.Duration
 	scanInterval   time.Duration
 	maxSnapshotAge time.Duration
+	tokensFile     string
+	workers        int
+	maxPerRequest  int
+	maxStaleRatio  float64
+	dryRun         bool
+	cleanupWait    time.Duration
 }
+
+// maxBodyBytes caps API and webhook request bodies.
+const maxBodyBytes = 1 << 20
 
 func main() {
 	app := kingpin.New("stale-exporter", "Exports containers a deploy platform left behind, and cleans them up.")
@@ -68,6 +78,21 @@ func main() {
 	serve.Flag("collector.max-snapshot-age", "While scans fail, keep serving the last good snapshot this long.").
 		Default("5m").DurationVar(&f.maxSnapshotAge)
 
+	serve.Flag("api.tokens-file", "YAML file of API bearer tokens (name, role, sha256). Without it cleanup endpoints are closed.").
+		StringVar(&f.tokensFile)
+	serve.Flag("cleanup.workers", "Cleanup jobs carried out at once by this process.").Default("4").IntVar(&f.workers)
+	serve.Flag("cleanup.max-per-request", "Most instances one bulk cleanup request may clean.").Default("100").IntVar(&f.maxPerRequest)
+	serve.Flag("cleanup.max-stale-ratio", "Refuse bulk and webhook cleanups while more than this share of instances is stale.").
+		Default("0.5").Float64Var(&f.maxStaleRatio)
+	serve.Flag("cleanup.dry-run", "Make every cleanup a dry run: report, remove nothing.").BoolVar(&f.dryRun)
+	serve.Flag("cleanup.wait", "How long a cleanup request waits for its jobs before answering 202.").
+		Default("10s").DurationVar(&f.cleanupWait)
+
+	tokenCmd := app.Command("token", "Print a new random API token and its tokens-file entry.")
+	tokenName := tokenCmd.Flag("name", "Name of the token, shown in the audit log.").Required().String()
+	tokenRole := tokenCmd.Flag("role", "Role of the token.").Required().Enum(
+		string(cleanup.RoleViewer), string(cleanup.RoleOperator), string(cleanup.RoleAdmin), string(cleanup.RoleAlertmanager))
+
 	command := kingpin.MustParse(app.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
 	switch command {
@@ -76,7 +101,25 @@ func main() {
 			logger.Error("stale-exporter stopped", "err", err)
 			os.Exit(1)
 		}
+	case tokenCmd.FullCommand():
+		if err := printToken(*tokenName, cleanup.Role(*tokenRole)); err != nil {
+			fmt.Fprintln(os.Stderr, "stale-exporter token:", err)
+			os.Exit(1)
+		}
 	}
+}
+
+func printToken(name string, role cleanup.Role) error {
+	secret, entry, err := cleanup.NewToken(name, role)
+	if err != nil {
+		return err
+	}
+	file, err := cleanup.FormatEntries(entry)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("# Token (shown once; give it to the client):\n# %s\n# Entry for --api.tokens-file:\n%s", secret, file)
+	return nil
 }
 
 func run(f serveFlags, logger *slog.Logger) error {
@@ -84,6 +127,15 @@ func run(f serveFlags, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var tokens *cleanup.Tokens
+	if f.tokensFile != "" {
+		var err error
+		if tokens, err = cleanup.LoadTokens(f.tokensFile); err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("no --api.tokens-file: cleanup endpoints and the webhook are closed")
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(startCtx, f.storeDSN)
@@ -120,7 +172,21 @@ func run(f serveFlags, logger *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	svc := cleanup.NewService(st, docker, scanner, cleanup.Config{
+		Workers:       f.workers,
+		Threshold:     f.threshold,
+		DockerTimeout: f.dockerTimeout,
+		MaxStaleRatio: f.maxStaleRatio,
+		DryRun:        f.dryRun,
+	}, reg, logger)
+
 	router := httprouter.New()
+	cleanup.NewAPI(svc, scanner, cleanup.APIConfig{
+		Tokens:        tokens,
+		Wait:          f.cleanupWait,
+		MaxPerRequest: f.maxPerRequest,
+		MaxBodyBytes:  maxBodyBytes,
+	}, logger).Register(router)
 	router.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
 	}))
@@ -148,9 +214,14 @@ func run(f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("landing page: %w", err)
 	}
-	router.NotFound = landing
+	router.NotFound = cleanup.NotFound(landing)
 
 	go scanner.Run(ctx, f.scanInterval)
+	workersDone := make(chan struct{})
+	go func() {
+		svc.Run(ctx)
+		close(workersDone)
+	}()
 
 	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -166,5 +237,6 @@ func run(f serveFlags, logger *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shut down HTTP: %w", err)
 	}
+	<-workersDone
 	return nil
 }

@@ -1,0 +1,384 @@
+package cleanup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// APIConfig tunes the HTTP API.
+type APIConfig struct {
+	// Tokens are the accepted bearer tokens; nil means no tokens file, and
+	// then every mutating endpoint is closed.
+	Tokens *Tokens
+	// Wait bounds how long a cleanup request waits for its job.
+	Wait time.Duration
+	// MaxPerRequest caps a bulk cleanup.
+	MaxPerRequest int
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64
+}
+
+// API serves the REST endpoints and the Alertmanager webhook.
+type API struct {
+	svc    *Service
+	scans  Scans
+	cfg    APIConfig
+	logger *slog.Logger
+}
+
+// NewAPI returns the HTTP API over a Service.
+func NewAPI(svc *Service, scans Scans, cfg APIConfig, logger *slog.Logger) *API {
+	return &API{svc: svc, scans: scans, cfg: cfg, logger: logger}
+}
+
+var (
+	readRoles    = []Role{RoleViewer, RoleOperator, RoleAdmin}
+	cleanupRoles = []Role{RoleOperator, RoleAdmin}
+	bulkRoles    = []Role{RoleAdmin}
+	webhookRoles = []Role{RoleAlertmanager}
+)
+
+// Register adds the API's routes to r, and makes r answer unknown API paths,
+// wrong methods and panics with JSON.
+func (a *API) Register(r *httprouter.Router) {
+	r.GET("/api/containers/stale", a.authorize(readRoles, false, a.listStale))
+	// httprouter cannot hold both /stale/cleanup and /stale/:id/cleanup, so
+	// the bulk route is the :id route with the id "cleanup".
+	r.POST("/api/containers/stale/:id", a.authorize(bulkRoles, true, a.bulkCleanup))
+	r.POST("/api/containers/stale/:id/cleanup", a.authorize(cleanupRoles, true, a.cleanupOne))
+	r.POST("/api/alertmanager/webhook", a.authorize(webhookRoles, true, a.webhook))
+	r.GET("/api/cleanups", a.authorize(readRoles, false, a.listCleanups))
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; allowed: %s", req.Method, w.Header().Get("Allow")), nil)
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		a.logger.Error("panic in handler", "path", req.URL.Path, "panic", fmt.Sprint(v))
+		writeError(w, http.StatusInternalServerError, "internal error", nil)
+	}
+}
+
+// NotFound answers unknown paths under /api/ with JSON and hands the rest
+// to next.
+func NotFound(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string)
+
+// authorize admits a request whose bearer token has one of the roles. With
+// no tokens file, read endpoints are open and mutating ones closed.
+func (a *API) authorize(roles []Role, mutating bool, h handler) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		if a.cfg.Tokens == nil {
+			if mutating {
+				writeError(w, http.StatusForbidden, "cleanup is disabled: no tokens file is configured (--api.tokens-file)", nil)
+				return
+			}
+			h(w, r, ps, "anonymous")
+			return
+		}
+		name, role, err := a.cfg.Tokens.Authenticate(r.Header.Get("Authorization"))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stale-exporter"`)
+			writeError(w, http.StatusUnauthorized, err.Error(), nil)
+			return
+		}
+		if !slices.Contains(roles, role) {
+			names := make([]string, len(roles))
+			for i, r := range roles {
+				names[i] = string(r)
+			}
+			writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has role %s; this endpoint needs %s",
+				name, role, strings.Join(names, " or ")), nil)
+			return
+		}
+		h(w, r, ps, name)
+	}
+}
+
+// envelope is the platform's API response shape.
+type envelope struct {
+	Success bool   `json:"success"`
+	Data    any    `json:"data,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(envelope{Success: true, Data: data})
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(envelope{Success: false, Data: data, Error: msg})
+}
+
+// staleContainer is one row of GET /api/containers/stale.
+type staleContainer struct {
+	InstanceID  string  `json:"instance_id"`
+	ContainerID string  `json:"container_id"`
+	ProjectName string  `json:"project_name"`
+	StageName   string  `json:"stage_name"`
+	ImageTag    string  `json:"image_tag"`
+	DockerState string  `json:"docker_state"`
+	LastAliveAt string  `json:"last_alive_at"`
+	DaysStale   float64 `json:"days_stale"`
+}
+
+func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
+	res := a.scans.Result(r.Context())
+	if res.Snapshot == nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no recent successful scan: %v", res.Err), nil)
+		return
+	}
+	out := []staleContainer{}
+	for _, o := range res.Snapshot.Observations {
+		if !o.Verdict.Stale {
+			continue
+		}
+		days := res.Snapshot.ScannedAt.Sub(o.Verdict.LastAlive).Hours() / 24
+		out = append(out, staleContainer{
+			InstanceID:  o.Instance.ID,
+			ContainerID: o.Instance.ContainerID,
+			ProjectName: o.Instance.ProjectName,
+			StageName:   o.Instance.StageName,
+			ImageTag:    o.Instance.ImageTag,
+			DockerState: o.Container.DockerState(),
+			LastAliveAt: o.Verdict.LastAlive.UTC().Format(time.RFC3339),
+			DaysStale:   float64(int(days*100)) / 100,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DaysStale > out[j].DaysStale })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// jobView is a cleanup job as the API shows it.
+type jobView struct {
+	JobID       int64  `json:"job_id,omitempty"`
+	InstanceID  string `json:"instance_id"`
+	ContainerID string `json:"container_id"`
+	Trigger     string `json:"trigger"`
+	RequestedBy string `json:"requested_by"`
+	DryRun      bool   `json:"dry_run"`
+	State       string `json:"state"`
+	Result      string `json:"result,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Attempts    int    `json:"attempts"`
+	CreatedAt   string `json:"created_at"`
+	FinishedAt  string `json:"finished_at,omitempty"`
+}
+
+func viewJob(j store.Job) jobView {
+	v := jobView{
+		JobID: j.ID, InstanceID: j.InstanceID, ContainerID: j.ContainerID, Trigger: j.Trigger,
+		RequestedBy: j.RequestedBy, DryRun: j.ID == 0, State: j.State, Result: j.Result, Reason: j.Reason,
+		Attempts: j.Attempts, CreatedAt: j.CreatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if !j.FinishedAt.IsZero() {
+		v.FinishedAt = j.FinishedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+func viewJobs(jobs []store.Job) []jobView {
+	out := make([]jobView, len(jobs))
+	for i, j := range jobs {
+		out[i] = viewJob(j)
+	}
+	return out
+}
+
+// ParseDryRun reads the dry_run query parameter.
+func ParseDryRun(raw string) (bool, error) {
+	if raw == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, fmt.Errorf("dry_run must be true or false, got %q", raw)
+	}
+	return b, nil
+}
+
+func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string) {
+	id := ps.ByName("id")
+	if !store.IsUUID(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("instance id %q is not a UUID", id), nil)
+		return
+	}
+	dryRun, err := ParseDryRun(r.URL.Query().Get("dry_run"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	job, err := a.svc.Request(r.Context(), id, TriggerAPI, caller, dryRun)
+	if errors.Is(err, ErrUnknownInstance) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no instance %s", id), nil)
+		return
+	}
+	if err != nil {
+		a.logger.Error("request cleanup", "instance_id", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "could not record the cleanup request: store unavailable", nil)
+		return
+	}
+	jobs, err := a.wait(r.Context(), []store.Job{job})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "could not read the cleanup job: store unavailable", nil)
+		return
+	}
+	job = jobs[0]
+	view := viewJob(job)
+	switch {
+	case job.State != store.JobDone:
+		writeJSON(w, http.StatusAccepted, view)
+	case job.Result == store.ResultSkipped:
+		writeError(w, http.StatusConflict, job.Reason, view)
+	case job.Result == store.ResultFailed:
+		writeError(w, http.StatusInternalServerError, job.Reason, view)
+	default:
+		writeJSON(w, http.StatusOK, view)
+	}
+}
+
+func (a *API) wait(ctx context.Context, jobs []store.Job) ([]store.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Wait)
+	defer cancel()
+	return a.svc.Wait(ctx, jobs)
+}
+
+// BulkRequest is the body of POST /api/containers/stale/cleanup.
+type BulkRequest struct {
+	DryRun bool `json:"dry_run"`
+	// Max caps how many instances this call cleans; 0 means the server's cap.
+	Max int `json:"max"`
+}
+
+// ParseBulkRequest decodes and validates a bulk body; an empty body asks for
+// the defaults. Unknown fields are refused: a typo must not turn a dry run
+// into a real one.
+func ParseBulkRequest(body []byte, maxPerRequest int) (BulkRequest, error) {
+	var req BulkRequest
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, fmt.Errorf("malformed JSON body: %w", err)
+		}
+		if dec.More() {
+			return req, errors.New("malformed JSON body: trailing data")
+		}
+	}
+	switch {
+	case req.Max < 0:
+		return req, fmt.Errorf("max must not be negative, got %d", req.Max)
+	case req.Max > maxPerRequest:
+		return req, fmt.Errorf("max %d exceeds the per-request cap of %d", req.Max, maxPerRequest)
+	case req.Max == 0:
+		req.Max = maxPerRequest
+	}
+	return req, nil
+}
+
+type bulkResponse struct {
+	Stale     int       `json:"stale"`
+	Requested int       `json:"requested"`
+	Results   []jobView `json:"results"`
+}
+
+func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string) {
+	if ps.ByName("id") != "cleanup" {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
+		return
+	}
+	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes, true)
+	if err != nil {
+		writeError(w, status, err.Error(), nil)
+		return
+	}
+	req, err := ParseBulkRequest(body, a.cfg.MaxPerRequest)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if q := r.URL.Query().Get("dry_run"); q != "" {
+		if req.DryRun, err = ParseDryRun(q); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), nil)
+			return
+		}
+	}
+	jobs, stale, err := a.svc.Bulk(r.Context(), req.Max, caller, req.DryRun)
+	if err != nil {
+		a.logger.Error("bulk cleanup", "err", err)
+		writeError(w, http.StatusServiceUnavailable, err.Error(), nil)
+		return
+	}
+	if jobs, err = a.wait(r.Context(), jobs); err != nil {
+		writeError(w, http.StatusInternalServerError, "could not read the cleanup jobs: store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, bulkResponse{Stale: stale, Requested: len(jobs), Results: viewJobs(jobs)})
+}
+
+func (a *API) listCleanups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
+	limit := 100
+	if raw := r.URL.Query().Get("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to 1000, got %q", raw), nil)
+			return
+		}
+		limit = n
+	}
+	jobs, err := a.svc.RecentJobs(r.Context(), limit)
+	if err != nil {
+		a.logger.Error("list cleanups", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJobs(jobs))
+}
+
+// readBody reads a JSON request body of at most limit bytes. It answers the
+// status to send with its error: 400 for a wrong content type, 413 for a
+// body too large.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, optional bool) ([]byte, int, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && optional && r.ContentLength <= 0 {
+		return nil, 0, nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return nil, http.StatusBadRequest, fmt.Errorf("content type must be application/json, got %q", ct)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", limit)
+	}
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+	}
+	return body, 0, nil
+}

@@ -1,0 +1,144 @@
+package cleanup
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is what a token may do.
+type Role string
+
+// Roles: viewer < operator < admin; alertmanager may only call the webhook.
+const (
+	RoleViewer       Role = "viewer"
+	RoleOperator     Role = "operator"
+	RoleAdmin        Role = "admin"
+	RoleAlertmanager Role = "alertmanager"
+)
+
+func (r Role) valid() bool {
+	switch r {
+	case RoleViewer, RoleOperator, RoleAdmin, RoleAlertmanager:
+		return true
+	}
+	return false
+}
+
+// TokenEntry is one entry of the tokens file. The token itself is never
+// stored, only its SHA-256 digest.
+type TokenEntry struct {
+	Name   string `yaml:"name"`
+	Role   Role   `yaml:"role"`
+	SHA256 string `yaml:"sha256"`
+}
+
+type tokensFile struct {
+	Tokens []TokenEntry `yaml:"tokens"`
+}
+
+type token struct {
+	name   string
+	role   Role
+	digest []byte
+}
+
+// Tokens are the bearer tokens the API accepts.
+type Tokens struct {
+	tokens []token
+}
+
+// LoadTokens reads a tokens file.
+func LoadTokens(path string) (*Tokens, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var f tokensFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("parse tokens file %s: %w", path, err)
+	}
+	t := &Tokens{}
+	names := map[string]bool{}
+	for i, e := range f.Tokens {
+		digest, err := hex.DecodeString(e.SHA256)
+		switch {
+		case e.Name == "":
+			return nil, fmt.Errorf("tokens file %s: entry %d has no name", path, i+1)
+		case names[e.Name]:
+			return nil, fmt.Errorf("tokens file %s: name %q appears twice", path, e.Name)
+		case !e.Role.valid():
+			return nil, fmt.Errorf("tokens file %s: token %q has role %q, want viewer, operator, admin or alertmanager", path, e.Name, e.Role)
+		case err != nil || len(digest) != sha256.Size:
+			return nil, fmt.Errorf("tokens file %s: token %q: sha256 must be 64 hex digits", path, e.Name)
+		}
+		names[e.Name] = true
+		t.tokens = append(t.tokens, token{name: e.Name, role: e.Role, digest: digest})
+	}
+	if len(t.tokens) == 0 {
+		return nil, fmt.Errorf("tokens file %s: no tokens", path)
+	}
+	return t, nil
+}
+
+// errNoCredentials and errBadCredentials are answered with 401.
+var (
+	errNoCredentials  = errors.New("missing bearer token: send Authorization: Bearer <token>")
+	errBadCredentials = errors.New("invalid bearer token")
+)
+
+// Authenticate finds the token of an Authorization header. Every entry is
+// compared, in constant time, whatever matches.
+func (t *Tokens) Authenticate(header string) (name string, role Role, err error) {
+	scheme, secret, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
+		return "", "", errNoCredentials
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
+	found := -1
+	for i, tok := range t.tokens {
+		if subtle.ConstantTimeCompare(sum[:], tok.digest) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return "", "", errBadCredentials
+	}
+	return t.tokens[found].name, t.tokens[found].role, nil
+}
+
+// NewToken makes a random token and the entry that accepts it.
+func NewToken(name string, role Role) (string, TokenEntry, error) {
+	if name == "" {
+		return "", TokenEntry{}, errors.New("token name is empty")
+	}
+	if !role.valid() {
+		return "", TokenEntry{}, fmt.Errorf("role %q: want viewer, operator, admin or alertmanager", role)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", TokenEntry{}, fmt.Errorf("read random: %w", err)
+	}
+	secret := hex.EncodeToString(b)
+	sum := sha256.Sum256([]byte(secret))
+	return secret, TokenEntry{Name: name, Role: role, SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// FormatEntries renders entries as a tokens file.
+func FormatEntries(entries ...TokenEntry) (string, error) {
+	out, err := yaml.Marshal(tokensFile{Tokens: entries})
+	if err != nil {
+		return "", fmt.Errorf("encode token entry: %w", err)
+	}
+	return string(out), nil
+}

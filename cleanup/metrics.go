@@ -1,0 +1,51 @@
+package cleanup
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// Webhook alert outcomes, the values of stale_exporter_webhook_alerts_total{result}.
+const (
+	AlertRecorded         = "recorded"
+	AlertCleanupRequested = "cleanup_requested"
+	AlertDuplicate        = "duplicate"
+	AlertResolved         = "resolved"
+	AlertIgnored          = "ignored"
+	AlertInvalid          = "invalid"
+)
+
+type metrics struct {
+	cleanups      *prometheus.CounterVec
+	webhookAlerts *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stale_exporter_cleanups_total",
+			Help: "Cleanup jobs finished by this process, by trigger and result.",
+		}, []string{"trigger", "result"}),
+		webhookAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stale_exporter_webhook_alerts_total",
+			Help: "Alerts received on the Alertmanager webhook, by outcome.",
+		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stale_exporter_cleanup_jobs_in_flight",
+			Help: "Cleanup jobs this process is carrying out now.",
+		}),
+	}
+	// Every series exists from the start, so rates and dashboards have data.
+	for _, trigger := range []string{TriggerAPI, TriggerBulk, TriggerWebhook} {
+		for _, result := range []string{store.ResultRemoved, store.ResultSkipped, store.ResultFailed, ResultWouldRemove} {
+			m.cleanups.WithLabelValues(trigger, result)
+		}
+	}
+	for _, result := range []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid} {
+		m.webhookAlerts.WithLabelValues(result)
+	}
+	reg.MustRegister(m.cleanups, m.webhookAlerts, m.inFlight)
+	return m
+}

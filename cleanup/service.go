@@ -1,0 +1,475 @@
+// Package cleanup removes the containers of stale instances. Whoever asks
+// (the REST API for one instance, a bulk request, an Alertmanager webhook),
+// the request becomes a durable job in PostgreSQL, and one path carries it
+// out: re-check live state against Docker and the store, mark the instance
+// removing, remove the container, delete the row, write the event. Any
+// failed check is a skip with a reason, never a removal.
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// Triggers: who asked for a cleanup.
+const (
+	TriggerAPI     = "api"
+	TriggerBulk    = "bulk"
+	TriggerWebhook = "webhook"
+)
+
+// ResultWouldRemove is a dry run's verdict for an instance it would remove.
+const ResultWouldRemove = "would_remove"
+
+// ErrUnknownInstance is returned for an instance that does not exist and was
+// never removed by this service.
+var ErrUnknownInstance = errors.New("unknown instance")
+
+// Docker is the part of the Docker Engine API a cleanup uses.
+type Docker interface {
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+}
+
+// Store is the part of the store a cleanup uses.
+type Store interface {
+	Instance(ctx context.Context, id string) (store.Instance, error)
+	ThresholdDays(ctx context.Context) (int, error)
+	EnqueueJob(ctx context.Context, req store.JobRequest) (store.Job, bool, error)
+	ClaimJob(ctx context.Context, lease time.Duration) (store.Job, bool, error)
+	MarkRemoving(ctx context.Context, job store.Job, checkedStatus string) error
+	FinishRemoved(ctx context.Context, job store.Job, event store.Event) error
+	FinishJob(ctx context.Context, job store.Job, result, reason string, event store.Event) error
+	Jobs(ctx context.Context, ids []int64) ([]store.Job, error)
+	RecentJobs(ctx context.Context, limit int) ([]store.Job, error)
+	LastRemoval(ctx context.Context, instanceID string) (store.Job, bool, error)
+	RecordAlert(ctx context.Context, occ store.AlertOccurrence, event store.Event, cleanup *store.JobRequest) (bool, store.Job, error)
+}
+
+// Scans gives the latest scan, for the bulk list and the mass-stale guard.
+type Scans interface {
+	Result(ctx context.Context) collector.Result
+}
+
+// Config tunes a Service.
+type Config struct {
+	Workers int
+	// Threshold overrides settings.stale_threshold_days when positive.
+	Threshold     time.Duration
+	DockerTimeout time.Duration
+	// Lease is how long a claimed job is a worker's before another may
+	// resume it; it must outlast a job's Docker calls.
+	Lease time.Duration
+	// MaxStaleRatio: above this share of stale instances, bulk and webhook
+	// cleanups refuse.
+	MaxStaleRatio float64
+	// DryRun makes every request a dry run.
+	DryRun bool
+	// PollInterval is how often idle workers look for jobs other replicas added.
+	PollInterval time.Duration
+}
+
+// Service runs cleanup jobs.
+type Service struct {
+	store   Store
+	docker  Docker
+	scans   Scans
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	wake    chan struct{}
+}
+
+// NewService returns a Service and registers its metrics with reg.
+func NewService(st Store, docker Docker, scans Scans, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *Service {
+	if cfg.Lease <= 0 {
+		cfg.Lease = 4*cfg.DockerTimeout + 10*time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	return &Service{
+		store: st, docker: docker, scans: scans, cfg: cfg, logger: logger,
+		metrics: newMetrics(reg),
+		wake:    make(chan struct{}, max(cfg.Workers, 1)),
+	}
+}
+
+// Run starts the workers and blocks until ctx is done and they have finished
+// the jobs they hold.
+func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.work(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Service) work(ctx context.Context) {
+	for {
+		job, ok, err := s.store.ClaimJob(ctx, s.cfg.Lease)
+		if err != nil && ctx.Err() == nil {
+			s.logger.Error("claim cleanup job", "err", err)
+		}
+		if ok {
+			// A job once started is carried to its end, even on shutdown.
+			jobCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Lease)
+			s.execute(jobCtx, job)
+			cancel()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-time.After(s.cfg.PollInterval):
+		}
+	}
+}
+
+func (s *Service) wakeWorkers() {
+	for range cap(s.wake) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// Request asks for the cleanup of one instance and returns its job: a new
+// one, the one already in flight, or, for an instance already removed, the
+// job that removed it. A dry run returns a job with no id and removes nothing.
+func (s *Service) Request(ctx context.Context, instanceID, trigger, requestedBy string, dryRun bool) (store.Job, error) {
+	in, err := s.store.Instance(ctx, instanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		job, ok, err := s.store.LastRemoval(ctx, instanceID)
+		if err != nil {
+			return store.Job{}, err
+		}
+		if !ok {
+			return store.Job{}, ErrUnknownInstance
+		}
+		return job, nil
+	}
+	if err != nil {
+		return store.Job{}, err
+	}
+	req := store.JobRequest{InstanceID: in.ID, ContainerID: in.ContainerID, Trigger: trigger, RequestedBy: requestedBy}
+	if dryRun || s.cfg.DryRun {
+		return s.dryRun(ctx, req), nil
+	}
+	job, _, err := s.store.EnqueueJob(ctx, req)
+	if err != nil {
+		return store.Job{}, err
+	}
+	s.wakeWorkers()
+	return job, nil
+}
+
+// Enqueued tells the workers that jobs were added outside Request.
+func (s *Service) Enqueued() { s.wakeWorkers() }
+
+// DryRunEnabled reports whether every request is a dry run.
+func (s *Service) DryRunEnabled() bool { return s.cfg.DryRun }
+
+func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
+	job := store.Job{InstanceID: req.InstanceID, ContainerID: req.ContainerID, Trigger: req.Trigger,
+		RequestedBy: req.RequestedBy, State: store.JobDone, CreatedAt: time.Now()}
+	_, skip, err := s.check(ctx, job)
+	switch {
+	case err != nil:
+		job.Result, job.Reason = store.ResultFailed, err.Error()
+	case skip != "":
+		job.Result, job.Reason = store.ResultSkipped, skip
+	default:
+		job.Result = ResultWouldRemove
+	}
+	job.FinishedAt = time.Now()
+	s.metrics.cleanups.WithLabelValues(job.Trigger, job.Result).Inc()
+	return job
+}
+
+// Bulk requests the cleanup of every stale instance of the latest scan, the
+// longest stale first, at most limit of them.
+func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, stale int, err error) {
+	r := s.scans.Result(ctx)
+	if r.Snapshot == nil {
+		return nil, 0, fmt.Errorf("no recent successful scan: %w", r.Err)
+	}
+	var targets []collector.Observation
+	for _, o := range r.Snapshot.Observations {
+		if o.Verdict.Stale {
+			targets = append(targets, o)
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Verdict.LastAlive.Before(targets[j].Verdict.LastAlive) })
+	stale = len(targets)
+	if len(targets) > limit {
+		targets = targets[:limit]
+	}
+	for _, o := range targets {
+		job, err := s.Request(ctx, o.Instance.ID, TriggerBulk, requestedBy, dryRun)
+		if errors.Is(err, ErrUnknownInstance) {
+			continue // removed since the scan
+		}
+		if err != nil {
+			return jobs, stale, err
+		}
+		jobs = append(jobs, job)
+	}
+	return jobs, stale, nil
+}
+
+// Wait polls the given jobs until all are done or ctx ends, and returns
+// their latest state. Jobs without an id (dry runs) are returned as given.
+func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, error) {
+	var ids []int64
+	for _, j := range jobs {
+		if j.ID != 0 && j.State != store.JobDone {
+			ids = append(ids, j.ID)
+		}
+	}
+	latest := map[int64]store.Job{}
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	for len(ids) > 0 {
+		got, err := s.store.Jobs(context.WithoutCancel(ctx), ids)
+		if err != nil {
+			return nil, err
+		}
+		ids = ids[:0]
+		for _, j := range got {
+			latest[j.ID] = j
+			if j.State != store.JobDone {
+				ids = append(ids, j.ID)
+			}
+		}
+		if len(ids) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			ids = nil
+		case <-ticker.C:
+		}
+	}
+	out := make([]store.Job, len(jobs))
+	for i, j := range jobs {
+		if l, ok := latest[j.ID]; ok {
+			j = l
+		}
+		out[i] = j
+	}
+	return out, nil
+}
+
+// RecentJobs lists the latest jobs, newest first.
+func (s *Service) RecentJobs(ctx context.Context, limit int) ([]store.Job, error) {
+	return s.store.RecentJobs(ctx, limit)
+}
+
+// check re-checks a job against live Docker and the store right before
+// acting. It returns a skip reason, or an error if it could not tell.
+func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, string, error) {
+	in, err := s.store.Instance(ctx, job.InstanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return in, "instance no longer exists", nil
+	}
+	if err != nil {
+		return in, "", err
+	}
+	if in.ContainerID != job.ContainerID {
+		return in, fmt.Sprintf("instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID), nil
+	}
+	if in.Status == store.StatusRemoving && job.PreviousStatus != "" {
+		// This job set removing before it was interrupted: judge the
+		// instance as it was.
+		in.Status = job.PreviousStatus
+	}
+	c, err := s.inspect(ctx, job.ContainerID)
+	if err != nil {
+		return in, "", err
+	}
+	if c.Found && c.Labels[collector.LabelInstanceID] != in.ID {
+		return in, fmt.Sprintf("container does not carry %s=%s", collector.LabelInstanceID, in.ID), nil
+	}
+	days, err := s.store.ThresholdDays(ctx)
+	if err != nil {
+		return in, "", err
+	}
+	threshold := collector.Threshold(s.cfg.Threshold, days)
+	now := time.Now()
+	switch v := collector.Judge(in, c, threshold, now); v.Reason {
+	case collector.ReasonStale:
+	case collector.ReasonRemoving:
+		return in, "instance is already being removed", nil
+	case collector.ReasonRecent:
+		return in, fmt.Sprintf("not stale: last alive %s ago, threshold %s",
+			now.Sub(v.LastAlive).Round(time.Second), threshold), nil
+	default:
+		return in, string(v.Reason), nil
+	}
+	if job.Trigger != TriggerAPI {
+		if reason := s.massStaleGuard(ctx); reason != "" {
+			return in, reason, nil
+		}
+	}
+	return in, "", nil
+}
+
+// massStaleGuard refuses automatic cleanup when too many instances are stale
+// at once: that smells of a broken Docker or clock, not of real staleness.
+func (s *Service) massStaleGuard(ctx context.Context) string {
+	r := s.scans.Result(ctx)
+	if !r.Success || r.Snapshot == nil {
+		return "mass-stale guard: the latest scan failed, refusing automatic cleanup"
+	}
+	total, stale := len(r.Snapshot.Observations), r.Snapshot.StaleCount()
+	if total > 0 && float64(stale)/float64(total) > s.cfg.MaxStaleRatio {
+		return fmt.Sprintf("mass-stale guard: %d of %d instances are stale (more than %.0f%%), refusing automatic cleanup",
+			stale, total, 100*s.cfg.MaxStaleRatio)
+	}
+	return ""
+}
+
+func (s *Service) inspect(ctx context.Context, id string) (collector.Container, error) {
+	if id == "" {
+		return collector.Container{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+	defer cancel()
+	res, err := s.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return collector.Container{}, nil
+	}
+	if err != nil {
+		return collector.Container{}, fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	return collector.ContainerFromInspect(res.Container)
+}
+
+// execute carries out one claimed job.
+func (s *Service) execute(ctx context.Context, job store.Job) {
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+	in, skip, err := s.check(ctx, job)
+	switch {
+	case err != nil:
+		s.finish(ctx, job, in, store.ResultFailed, err.Error())
+	case skip != "":
+		s.finish(ctx, job, in, store.ResultSkipped, skip)
+	default:
+		s.remove(ctx, job, in)
+	}
+}
+
+func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) {
+	if job.PreviousStatus == "" {
+		err := s.store.MarkRemoving(ctx, job, in.Status)
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			s.logger.Warn("cleanup job taken over by another worker", "job_id", job.ID)
+			return
+		case errors.Is(err, store.ErrStatusChanged):
+			s.finish(ctx, job, in, store.ResultSkipped, "instance changed while it was checked")
+			return
+		case err != nil:
+			s.finish(ctx, job, in, store.ResultFailed, err.Error())
+			return
+		}
+	}
+	if job.ContainerID != "" {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+		// Never forced: the engine itself refuses to remove a container that
+		// started after the check.
+		_, err := s.docker.ContainerRemove(rctx, job.ContainerID, client.ContainerRemoveOptions{})
+		cancel()
+		switch {
+		case err == nil, cerrdefs.IsNotFound(err):
+		case cerrdefs.IsConflict(err):
+			s.finish(ctx, job, in, store.ResultSkipped, "container started before it could be removed: "+err.Error())
+			return
+		default:
+			s.finish(ctx, job, in, store.ResultFailed, fmt.Sprintf("remove container %s: %v", job.ContainerID, err))
+			return
+		}
+	}
+	err := s.store.FinishRemoved(ctx, job, store.Event{
+		Severity:   store.SeverityInfo,
+		Message:    fmt.Sprintf("removed stale container %s of %s", shortID(job.ContainerID), describe(in)),
+		ProjectID:  in.ProjectID,
+		InstanceID: job.InstanceID,
+		Details:    eventDetails(job, in, ""),
+	})
+	if err != nil {
+		s.logger.Error("record cleanup", "job_id", job.ID, "instance_id", job.InstanceID, "err", err)
+		return
+	}
+	s.metrics.cleanups.WithLabelValues(job.Trigger, store.ResultRemoved).Inc()
+	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID,
+		"container_id", job.ContainerID, "trigger", job.Trigger, "requested_by", job.RequestedBy)
+}
+
+// finish closes a job that removed nothing, with an event saying why.
+func (s *Service) finish(ctx context.Context, job store.Job, in store.Instance, result, reason string) {
+	severity := store.SeverityInfo
+	if result == store.ResultFailed {
+		severity = store.SeverityWarning
+	}
+	err := s.store.FinishJob(ctx, job, result, reason, store.Event{
+		Severity:   severity,
+		Message:    fmt.Sprintf("cleanup of container %s of %s %s: %s", shortID(job.ContainerID), describe(in), result, reason),
+		ProjectID:  in.ProjectID,
+		InstanceID: job.InstanceID,
+		Details:    eventDetails(job, in, reason),
+	})
+	if err != nil {
+		s.logger.Error("finish cleanup job", "job_id", job.ID, "err", err)
+		return
+	}
+	s.metrics.cleanups.WithLabelValues(job.Trigger, result).Inc()
+	s.logger.Info("cleanup did not remove", "job_id", job.ID, "instance_id", job.InstanceID, "result", result, "reason", reason)
+}
+
+func describe(in store.Instance) string {
+	if in.ProjectName == "" {
+		return "instance " + in.ID
+	}
+	return fmt.Sprintf("%s/%s (%s)", in.ProjectName, in.StageName, in.ImageTag)
+}
+
+func eventDetails(job store.Job, in store.Instance, reason string) map[string]any {
+	d := map[string]any{
+		"job_id": job.ID, "trigger": job.Trigger, "requested_by": job.RequestedBy,
+		"container_id": job.ContainerID, "project_name": in.ProjectName, "stage_name": in.StageName,
+		"image_tag": in.ImageTag,
+	}
+	if reason != "" {
+		d["reason"] = reason
+	}
+	return d
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

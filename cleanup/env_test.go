@@ -1,0 +1,313 @@
+package cleanup_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/julienschmidt/httprouter"
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+const threshold = time.Hour
+
+// countingDocker counts removals on the real engine.
+type countingDocker struct {
+	*client.Client
+	removes atomic.Int64
+}
+
+func (d *countingDocker) ContainerRemove(ctx context.Context, id string, o client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
+	res, err := d.Client.ContainerRemove(ctx, id, o)
+	if err == nil {
+		d.removes.Add(1)
+	}
+	return res, err
+}
+
+type envOptions struct {
+	noTokens  bool
+	dryRun    bool
+	noWorkers bool
+	lease     time.Duration
+	cacheTTL  time.Duration
+	db        *storetest.DB
+}
+
+// env is one stale-exporter's cleanup side over a real database and engine,
+// served on a loopback port.
+type env struct {
+	t       *testing.T
+	db      *storetest.DB
+	docker  *countingDocker
+	scanner *collector.Scanner
+	svc     *cleanup.Service
+	reg     *prometheus.Registry
+	url     string
+	tokens  map[cleanup.Role]string
+	stop    func()
+}
+
+func newEnv(t *testing.T, opts envOptions) *env {
+	t.Helper()
+	docker := &countingDocker{Client: testenv.Docker(t)}
+	db := opts.db
+	if db == nil {
+		db = storetest.New(t)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{
+		Threshold: threshold, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second,
+	}, logger)
+	reg := prometheus.NewRegistry()
+	svc := cleanup.NewService(db.Store, docker, scanner, cleanup.Config{
+		Workers: 4, Threshold: threshold, DockerTimeout: 10 * time.Second, Lease: opts.lease,
+		MaxStaleRatio: 0.5, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
+	}, reg, logger)
+
+	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[cleanup.Role]string{}}
+	var tokens *cleanup.Tokens
+	if !opts.noTokens {
+		var entries []cleanup.TokenEntry
+		for _, role := range []cleanup.Role{cleanup.RoleViewer, cleanup.RoleOperator, cleanup.RoleAdmin, cleanup.RoleAlertmanager} {
+			secret, entry, err := cleanup.NewToken("test-"+string(role), role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.tokens[role] = secret
+			entries = append(entries, entry)
+		}
+		file, err := cleanup.FormatEntries(entries...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "tokens.yml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if tokens, err = cleanup.LoadTokens(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	router := httprouter.New()
+	cleanup.NewAPI(svc, scanner, cleanup.APIConfig{
+		Tokens: tokens, Wait: 20 * time.Second, MaxPerRequest: 250, MaxBodyBytes: 64 << 10,
+	}, logger).Register(router)
+	router.NotFound = cleanup.NotFound(http.NotFoundHandler())
+	srv := httptest.NewServer(router)
+	e.url = srv.URL
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.stop = func() {
+		cancel()
+		wg.Wait()
+	}
+	if !opts.noWorkers {
+		e.startWorkers(ctx, &wg)
+	}
+	t.Cleanup(func() {
+		e.stop()
+		srv.Close()
+	})
+	return e
+}
+
+func (e *env) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.svc.Run(ctx)
+	}()
+}
+
+// staleInstance adds an instance whose created-only container is older than
+// the threshold.
+func (e *env) staleInstance(project string) (id, containerID string) {
+	e.t.Helper()
+	id = e.db.AddInstance(e.t, storetest.Instance{Project: project, ImageTag: "pr-1", CreatedAt: time.Now().Add(-2 * threshold)})
+	containerID = testenv.NewContainer(e.t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}})
+	e.db.Exec(e.t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, containerID)
+	return id, containerID
+}
+
+// runningInstance adds an instance whose container runs.
+func (e *env) runningInstance(project string) (id, containerID string) {
+	e.t.Helper()
+	id, containerID = e.staleInstance(project)
+	if _, err := e.docker.ContainerStart(context.Background(), containerID, client.ContainerStartOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	return id, containerID
+}
+
+func (e *env) containerExists(id string) bool {
+	e.t.Helper()
+	_, err := e.docker.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return true
+}
+
+func (e *env) containerRunning(id string) bool {
+	e.t.Helper()
+	res, err := e.docker.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res.Container.State.Running
+}
+
+func (e *env) instanceExists(id string) bool {
+	return e.db.Count(e.t, "SELECT count(*) FROM instances WHERE id = $1", id) == 1
+}
+
+func (e *env) instanceStatus(id string) string {
+	e.t.Helper()
+	var status string
+	if err := e.db.Pool.QueryRow(context.Background(), "SELECT status FROM instances WHERE id = $1", id).Scan(&status); err != nil {
+		e.t.Fatal(err)
+	}
+	return status
+}
+
+func (e *env) removalEvents(id string) int {
+	return e.db.Count(e.t, "SELECT count(*) FROM event_log WHERE source = 'stale' AND instance_id = $1 AND message LIKE 'removed %'", id)
+}
+
+// waitJobs waits until every job of the instance is done and returns the
+// latest one.
+func (e *env) waitJobs(instanceID string) (result, reason string) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var state string
+		err := e.db.Pool.QueryRow(context.Background(), `SELECT state, coalesce(result, ''), reason FROM cleanup_jobs
+			WHERE instance_id = $1 ORDER BY id DESC LIMIT 1`, instanceID).Scan(&state, &result, &reason)
+		if err == nil && state == store.JobDone {
+			return result, reason
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("jobs of %s not done in time", instanceID)
+	return "", ""
+}
+
+// response is the API's envelope, with data left raw.
+type response struct {
+	status  int
+	Success bool            `json:"success"`
+	Data    json.RawMessage `json:"data"`
+	Error   string          `json:"error"`
+}
+
+// do sends a request with the token of role ("" for none) and decodes the
+// envelope, failing the test if the answer is not the JSON envelope.
+func (e *env) do(method, path string, role cleanup.Role, contentType string, body []byte) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if role != "" {
+		req.Header.Set("Authorization", "Bearer "+e.tokens[role])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var r response
+	if err := json.Unmarshal(raw, &r); err != nil || res.Header.Get("Content-Type") != "application/json" {
+		e.t.Fatalf("%s %s: %d, not a JSON envelope (%s): %s", method, path, res.StatusCode, res.Header.Get("Content-Type"), raw)
+	}
+	if (res.StatusCode >= 400) != (r.Error != "") || (res.StatusCode >= 400) == r.Success {
+		e.t.Fatalf("%s %s: status %d with success=%v error=%q", method, path, res.StatusCode, r.Success, r.Error)
+	}
+	r.status = res.StatusCode
+	return r
+}
+
+func (e *env) postJSON(path string, role cleanup.Role, v any) response {
+	e.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.do(http.MethodPost, path, role, "application/json", body)
+}
+
+type jobJSON struct {
+	JobID      int64  `json:"job_id"`
+	InstanceID string `json:"instance_id"`
+	State      string `json:"state"`
+	Result     string `json:"result"`
+	Reason     string `json:"reason"`
+	DryRun     bool   `json:"dry_run"`
+	Trigger    string `json:"trigger"`
+	Requested  string `json:"requested_by"`
+}
+
+func decode[T any](t *testing.T, raw json.RawMessage) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+	return v
+}
+
+type webhookAlert struct {
+	Status      string            `json:"status"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	StartsAt    time.Time         `json:"startsAt"`
+	EndsAt      time.Time         `json:"endsAt"`
+	Fingerprint string            `json:"fingerprint"`
+}
+
+// staleAlert is the alert the shipped rule would raise for an instance.
+func staleAlert(id, containerID string, cleanupLabel bool, startsAt time.Time) webhookAlert {
+	labels := map[string]string{
+		"alertname": "StaleContainer", "instance_id": id, "container_id": containerID,
+		"project_name": "shop", "stage_name": "preview", "image_tag": "pr-1", "severity": "warning",
+	}
+	if cleanupLabel {
+		labels["action"] = "cleanup"
+	}
+	return webhookAlert{Status: "firing", Labels: labels, StartsAt: startsAt, Fingerprint: "fp-" + id}
+}
+
+func webhookPayload(alerts ...webhookAlert) map[string]any {
+	return map[string]any{
+		"version": "4", "receiver": "stale-exporter", "status": "firing", "groupKey": "{}:{}",
+		"alerts": alerts, "truncatedAlerts": 0, "externalURL": "http://127.0.0.1:9093",
+		"groupLabels": map[string]string{}, "commonLabels": map[string]string{}, "commonAnnotations": map[string]string{},
+	}
+}

@@ -49,13 +49,15 @@ type envOptions struct {
 	noWorkers bool
 	lease     time.Duration
 	cacheTTL  time.Duration
-	db        *storetest.DB
+	// maxStaleRatio defaults to 0.5.
+	maxStaleRatio float64
+	db            *storetest.DB
 }
 
 // env is one stale-exporter's cleanup side over a real database and engine,
 // served on a loopback port.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	db      *storetest.DB
 	docker  *countingDocker
 	scanner *collector.Scanner
@@ -66,7 +68,7 @@ type env struct {
 	stop    func()
 }
 
-func newEnv(t *testing.T, opts envOptions) *env {
+func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	docker := &countingDocker{Client: testenv.Docker(t)}
 	db := opts.db
@@ -78,9 +80,12 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Threshold: threshold, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second,
 	}, logger)
 	reg := prometheus.NewRegistry()
+	if opts.maxStaleRatio == 0 {
+		opts.maxStaleRatio = 0.5
+	}
 	svc := cleanup.NewService(db.Store, docker, scanner, cleanup.Config{
 		Workers: 4, Threshold: threshold, DockerTimeout: 10 * time.Second, Lease: opts.lease,
-		MaxStaleRatio: 0.5, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
+		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
 	}, reg, logger)
 
 	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[cleanup.Role]string{}}
@@ -274,7 +279,7 @@ type jobJSON struct {
 	Requested  string `json:"requested_by"`
 }
 
-func decode[T any](t *testing.T, raw json.RawMessage) T {
+func decode[T any](t testing.TB, raw json.RawMessage) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {

@@ -109,8 +109,19 @@ func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scann
 // Result returns the outcome of a scan no older than the cache TTL, running
 // one if needed. Callers that arrive while a scan runs share it.
 func (s *Scanner) Result(ctx context.Context) Result {
+	return s.await(ctx, func() bool { return s.attempt.IsZero() || time.Since(s.attempt) > s.cfg.CacheTTL })
+}
+
+// Rescan runs a fresh scan (or joins the one running) and returns its result.
+func (s *Scanner) Rescan(ctx context.Context) Result {
+	return s.await(ctx, func() bool { return true })
+}
+
+// await starts a scan if none runs and stale() says so, then waits for the
+// running scan, if any, or for ctx.
+func (s *Scanner) await(ctx context.Context, stale func() bool) Result {
 	s.mu.Lock()
-	if s.inflight == nil && (s.attempt.IsZero() || time.Since(s.attempt) > s.cfg.CacheTTL) {
+	if s.inflight == nil && stale() {
 		s.startLocked()
 	}
 	done := s.inflight
@@ -120,23 +131,6 @@ func (s *Scanner) Result(ctx context.Context) Result {
 		case <-done:
 		case <-ctx.Done():
 		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.resultLocked()
-}
-
-// Rescan runs a fresh scan (or joins the one running) and returns its result.
-func (s *Scanner) Rescan(ctx context.Context) Result {
-	s.mu.Lock()
-	if s.inflight == nil {
-		s.startLocked()
-	}
-	done := s.inflight
-	s.mu.Unlock()
-	select {
-	case <-done:
-	case <-ctx.Done():
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,10 +2,8 @@ package main_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,16 +35,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestStartupErrorsAreOneClearLine(t *testing.T) {
 	db := storetest.New(t)
 	for name, args := range map[string][]string{
@@ -56,7 +44,7 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 			"--docker.timeout=2s"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(binary, append(args, "--web.listen-address="+freeAddr(t))...)
+			cmd := exec.Command(binary, append(args, "--web.listen-address="+testenv.FreeAddr(t))...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -82,7 +70,7 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 func TestServeAndShutDown(t *testing.T) {
 	testenv.Docker(t)
 	db := storetest.New(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(binary, "--web.listen-address="+addr, "--log.level=debug")
 	cmd.Env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	var stderr bytes.Buffer
@@ -93,7 +81,7 @@ func TestServeAndShutDown(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill() }()
 
 	base := "http://" + addr
-	waitFor(t, base+"/-/healthy")
+	testenv.WaitHTTP(t, base+"/-/healthy", 20*time.Second)
 	for path, want := range map[string]string{
 		"/-/healthy": "Healthy",
 		"/-/ready":   "Ready",
@@ -129,20 +117,6 @@ func TestServeAndShutDown(t *testing.T) {
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("no shutdown log line:\n%s", stderr.String())
 	}
-}
-
-func waitFor(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		if res, err := http.Get(url); err == nil {
-			res.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer", url)
 }
 
 func get(t *testing.T, url string) (string, int) {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/secrets"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -93,6 +94,17 @@ func main() {
 	tokenRole := tokenCmd.Flag("role", "Role of the token.").Required().Enum(
 		string(cleanup.RoleViewer), string(cleanup.RoleOperator), string(cleanup.RoleAdmin), string(cleanup.RoleAlertmanager))
 
+	healthCmd := app.Command("healthcheck", "Exit 0 if the exporter at --url is ready (for container health checks).")
+	healthURL := healthCmd.Flag("url", "Readiness URL.").Default("http://127.0.0.1:9817/-/ready").String()
+
+	secretsCmd := app.Command("init-secrets", "Create the secrets a docker compose stack shares, unless they exist.")
+	secretsDir := secretsCmd.Flag("dir", "Directory to write them to.").Required().String()
+	var secretsDB secrets.Database
+	secretsCmd.Flag("postgres.host", "Host of the stack's PostgreSQL.").Default("postgres").StringVar(&secretsDB.Host)
+	secretsCmd.Flag("postgres.port", "Port of the stack's PostgreSQL.").Default("5432").StringVar(&secretsDB.Port)
+	secretsCmd.Flag("postgres.database", "Database name.").Default("platform").StringVar(&secretsDB.Name)
+	secretsCmd.Flag("postgres.user", "Database user.").Default("stale").StringVar(&secretsDB.User)
+
 	command := kingpin.MustParse(app.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
 	switch command {
@@ -101,12 +113,40 @@ func main() {
 			logger.Error("stale-exporter stopped", "err", err)
 			os.Exit(1)
 		}
+	case healthCmd.FullCommand():
+		if err := healthcheck(*healthURL); err != nil {
+			fmt.Fprintln(os.Stderr, "stale-exporter healthcheck:", err)
+			os.Exit(1)
+		}
+	case secretsCmd.FullCommand():
+		admin, err := secrets.Init(*secretsDir, secretsDB)
+		if err != nil {
+			logger.Error("init secrets", "err", err)
+			os.Exit(1)
+		}
+		if admin != "" {
+			// Shown once, in the init container's log, for the operator.
+			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
+		}
 	case tokenCmd.FullCommand():
 		if err := printToken(*tokenName, cleanup.Role(*tokenRole)); err != nil {
 			fmt.Fprintln(os.Stderr, "stale-exporter token:", err)
 			os.Exit(1)
 		}
 	}
+}
+
+func healthcheck(url string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, res.Status)
+	}
+	return nil
 }
 
 func printToken(name string, role cleanup.Role) error {

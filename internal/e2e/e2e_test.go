@@ -152,12 +152,12 @@ func TestPipeline(t *testing.T) {
 		`localhost:9090`:           promAddr,
 	}))
 	amConfig := write(t, filepath.Join(dir, "alertmanager.yml"), shortened(t, "alerts/alertmanager.yml", map[string]string{
-		`http://stale-exporter:9817`:                     "http://" + exporterAddr,
-		`/etc/alertmanager/secrets/stale-exporter-token`: credentials,
-		`group_wait: 30s`:                                "group_wait: 1s",
-		`group_interval: 5m`:                             "group_interval: 2s",
-		`repeat_interval: 168h`:                          "repeat_interval: 3s",
-		`repeat_interval: 4h`:                            "repeat_interval: 3s",
+		`http://stale-exporter:9817`:                   "http://" + exporterAddr,
+		`/etc/alertmanager/secrets/alertmanager-token`: credentials,
+		`group_wait: 30s`:                              "group_wait: 1s",
+		`group_interval: 5m`:                           "group_interval: 2s",
+		`repeat_interval: 168h`:                        "repeat_interval: 3s",
+		`repeat_interval: 4h`:                          "repeat_interval: 3s",
 	}))
 	testenv.Start(t, nil, alertmanager, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=")

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,18 +183,32 @@ func buildImage(cli *client.Client) error {
 		return err
 	}
 	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
+	return DrainProgress(res.Body)
+}
+
+// DrainProgress reads a Docker build or import progress stream to its end
+// and returns the error it reports, if any, with the output before it.
+func DrainProgress(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	var tail []string
 	for {
 		var msg struct {
-			Error string `json:"error"`
+			Stream string `json:"stream"`
+			Error  string `json:"error"`
 		}
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("read build output: %w", err)
 		}
+		if msg.Stream != "" {
+			tail = append(tail, msg.Stream)
+			if len(tail) > 20 {
+				tail = tail[1:]
+			}
+		}
 		if msg.Error != "" {
-			return fmt.Errorf("docker build: %s", msg.Error)
+			return fmt.Errorf("docker build: %s\n%s", msg.Error, strings.Join(tail, ""))
 		}
 	}
 }

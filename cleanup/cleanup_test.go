@@ -590,6 +590,24 @@ func TestWebhookJudgesEachAlert(t *testing.T) {
 	}
 }
 
+// TestWebhookForRemovedInstance is the alert that still fires for an
+// instance removed since: recorded once, no job, and a 200 so that
+// Alertmanager does not retry it forever.
+func TestWebhookForRemovedInstance(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	gone := "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(gone, "c", true, time.Now())))
+	if r.status != http.StatusOK || !strings.Contains(string(r.Data), `"result":"recorded"`) {
+		t.Fatalf("webhook: %d %s %s", r.status, r.Data, r.Error)
+	}
+	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs"); n != 0 {
+		t.Fatalf("%d jobs for a removed instance", n)
+	}
+	if n := e.db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", gone); n != 1 {
+		t.Fatalf("%d warnings, want 1", n)
+	}
+}
+
 func mustJSON(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)

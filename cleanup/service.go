@@ -33,6 +33,9 @@ const (
 // ResultWouldRemove is a dry run's verdict for an instance it would remove.
 const ResultWouldRemove = "would_remove"
 
+// reasonGone is the skip reason of a job whose instance was deleted.
+const reasonGone = "instance no longer exists"
+
 // ErrUnknownInstance is returned for an instance that does not exist and was
 // never removed by this service.
 var ErrUnknownInstance = errors.New("unknown instance")
@@ -159,14 +162,7 @@ func (s *Service) wakeWorkers() {
 func (s *Service) Request(ctx context.Context, instanceID, trigger, requestedBy string, dryRun bool) (store.Job, error) {
 	in, err := s.store.Instance(ctx, instanceID)
 	if errors.Is(err, store.ErrNotFound) {
-		job, ok, err := s.store.LastRemoval(ctx, instanceID)
-		if err != nil {
-			return store.Job{}, err
-		}
-		if !ok {
-			return store.Job{}, ErrUnknownInstance
-		}
-		return job, nil
+		return s.removal(ctx, instanceID)
 	}
 	if err != nil {
 		return store.Job{}, err
@@ -176,10 +172,26 @@ func (s *Service) Request(ctx context.Context, instanceID, trigger, requestedBy 
 		return s.dryRun(ctx, req), nil
 	}
 	job, _, err := s.store.EnqueueJob(ctx, req)
+	if errors.Is(err, store.ErrNotFound) {
+		// Removed between the read and the enqueue.
+		return s.removal(ctx, instanceID)
+	}
 	if err != nil {
 		return store.Job{}, err
 	}
 	s.wakeWorkers()
+	return job, nil
+}
+
+// removal returns the job that removed an instance that no longer exists.
+func (s *Service) removal(ctx context.Context, instanceID string) (store.Job, error) {
+	job, ok, err := s.store.LastRemoval(ctx, instanceID)
+	if err != nil {
+		return store.Job{}, err
+	}
+	if !ok {
+		return store.Job{}, ErrUnknownInstance
+	}
 	return job, nil
 }
 
@@ -239,6 +251,8 @@ func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRu
 
 // Wait polls the given jobs until all are done or ctx ends, and returns
 // their latest state. Jobs without an id (dry runs) are returned as given.
+// A job that found its instance already removed by another job is answered
+// with that job, so that asking twice is not an error.
 func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, error) {
 	var ids []int64
 	for _, j := range jobs {
@@ -275,6 +289,11 @@ func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, erro
 		if l, ok := latest[j.ID]; ok {
 			j = l
 		}
+		if j.Result == store.ResultSkipped && j.Reason == reasonGone {
+			if removal, err := s.removal(context.WithoutCancel(ctx), j.InstanceID); err == nil {
+				j = removal
+			}
+		}
 		out[i] = j
 	}
 	return out, nil
@@ -290,7 +309,7 @@ func (s *Service) RecentJobs(ctx context.Context, limit int) ([]store.Job, error
 func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, string, error) {
 	in, err := s.store.Instance(ctx, job.InstanceID)
 	if errors.Is(err, store.ErrNotFound) {
-		return in, "instance no longer exists", nil
+		return in, reasonGone, nil
 	}
 	if err != nil {
 		return in, "", err

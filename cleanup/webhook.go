@@ -161,6 +161,10 @@ func (s *Service) handleAlert(ctx context.Context, alert template.Alert, caller 
 		o.Job = &v
 		return AlertCleanupRequested, nil
 	}
+	if job.ID == 0 {
+		o.Detail = "instance no longer exists; nothing to clean"
+		return AlertRecorded, nil
+	}
 	s.wakeWorkers()
 	v := viewJob(job)
 	o.Job = &v

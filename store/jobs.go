@@ -91,7 +91,8 @@ type querier interface {
 }
 
 // EnqueueJob adds a pending job unless one is already in flight for the
-// instance; then it returns that one with created false.
+// instance; then it returns that one with created false. It returns
+// ErrNotFound when the instance no longer exists.
 func (s *Store) EnqueueJob(ctx context.Context, req JobRequest) (job Job, created bool, err error) {
 	return enqueueJob(ctx, s.pool, req)
 }
@@ -101,7 +102,7 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 	// then the insert is tried again.
 	for range 3 {
 		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by)
-			VALUES ($1, $2, $3, $4)
+			SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM instances WHERE id = $1)
 			ON CONFLICT (instance_id) WHERE state <> 'done' DO NOTHING
 			RETURNING `+jobColumns, req.InstanceID, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
@@ -117,6 +118,13 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return Job{}, false, fmt.Errorf("find cleanup in flight for %s: %w", req.InstanceID, err)
+		}
+		var exists bool
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)", req.InstanceID).Scan(&exists); err != nil {
+			return Job{}, false, fmt.Errorf("enqueue cleanup of %s: %w", req.InstanceID, err)
+		}
+		if !exists {
+			return Job{}, false, ErrNotFound
 		}
 	}
 	return Job{}, false, fmt.Errorf("enqueue cleanup of %s: contended", req.InstanceID)
@@ -274,6 +282,9 @@ func (s *Store) RecordAlert(ctx context.Context, occ AlertOccurrence, event Even
 		}
 		if cleanup != nil {
 			job, _, err = enqueueJob(ctx, tx, *cleanup)
+			if errors.Is(err, ErrNotFound) {
+				return nil // removed already: the occurrence is recorded, nothing to clean
+			}
 		}
 		return err
 	})

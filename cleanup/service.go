@@ -432,7 +432,7 @@ func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) 
 	}
 	err := s.store.FinishRemoved(ctx, job, store.Event{
 		Severity:   store.SeverityInfo,
-		Message:    fmt.Sprintf("removed stale container %s of %s", shortID(job.ContainerID), describe(in)),
+		Message:    fmt.Sprintf("removed stale container %s of %s", store.ShortID(job.ContainerID), describe(in)),
 		ProjectID:  in.ProjectID,
 		InstanceID: job.InstanceID,
 		Details:    eventDetails(job, in, ""),
@@ -454,7 +454,7 @@ func (s *Service) finish(ctx context.Context, job store.Job, in store.Instance, 
 	}
 	err := s.store.FinishJob(ctx, job, result, reason, store.Event{
 		Severity:   severity,
-		Message:    fmt.Sprintf("cleanup of container %s of %s %s: %s", shortID(job.ContainerID), describe(in), result, reason),
+		Message:    fmt.Sprintf("cleanup of container %s of %s %s: %s", store.ShortID(job.ContainerID), describe(in), result, reason),
 		ProjectID:  in.ProjectID,
 		InstanceID: job.InstanceID,
 		Details:    eventDetails(job, in, reason),
@@ -484,11 +484,4 @@ func eventDetails(job store.Job, in store.Instance, reason string) map[string]an
 		d["reason"] = reason
 	}
 	return d
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

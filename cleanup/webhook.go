@@ -129,7 +129,7 @@ func (s *Service) handleAlert(ctx context.Context, alert template.Alert, caller 
 			Trigger: TriggerWebhook, RequestedBy: caller}
 	}
 	l := alert.Labels
-	message := fmt.Sprintf("container %s of %s/%s (%s) is stale", shortID(l["container_id"]), l["project_name"], l["stage_name"], l["image_tag"])
+	message := fmt.Sprintf("container %s of %s/%s (%s) is stale", store.ShortID(l["container_id"]), l["project_name"], l["stage_name"], l["image_tag"])
 	if summary := alert.Annotations["summary"]; summary != "" {
 		message = summary
 	}

@@ -152,18 +152,19 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 		}
 		return insertEvent(ctx, tx, Event{
 			Severity:   SeverityInfo,
-			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", shortID(a.ContainerID), a.ProjectName, a.StageName),
+			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", ShortID(a.ContainerID), a.ProjectName, a.StageName),
 			ProjectID:  projectID,
 			InstanceID: a.InstanceID,
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("adopt container %s: %w", shortID(a.ContainerID), err)
+		return fmt.Errorf("adopt container %s: %w", ShortID(a.ContainerID), err)
 	}
 	return nil
 }
 
-func shortID(id string) string {
+// ShortID is the 12-character form of a container id, as docker ps shows it.
+func ShortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
 	}

@@ -117,21 +117,9 @@ func TestPipeline(t *testing.T) {
 	cleanID, cleanCID := instance("preview", false)
 	warnID, warnCID := instance("production", false)
 
-	secret, entry, err := cleanup.NewToken("alertmanager", cleanup.RoleAlertmanager)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := cleanup.FormatEntries(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokensFile := write(t, filepath.Join(dir, "tokens.yml"), tokens)
+	secret, tokensFile := tokenFile(t, dir, cleanup.RoleAlertmanager)
 	credentials := write(t, filepath.Join(dir, "am-token"), secret)
-
-	binary := filepath.Join(dir, "stale-exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, repo+"/cmd/stale-exporter").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	binary := buildExporter(t, dir)
 	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
 		"--web.listen-address="+exporterAddr, "--api.tokens-file="+tokensFile, "--stale.threshold=1h",
@@ -219,6 +207,31 @@ func TestPipeline(t *testing.T) {
 			len(prom.query(`ALERTS{alertname="StaleContainer"}`)) == 0
 	})
 	t.Logf("pipeline test took %s", time.Since(started).Round(time.Second))
+}
+
+// tokenFile writes a tokens file with one new token of role and returns the
+// token and the file.
+func tokenFile(t *testing.T, dir string, role cleanup.Role) (secret, path string) {
+	t.Helper()
+	secret, entry, err := cleanup.NewToken(string(role), role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := cleanup.FormatEntries(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret, write(t, filepath.Join(dir, "tokens.yml"), tokens)
+}
+
+// buildExporter compiles stale-exporter into dir.
+func buildExporter(t *testing.T, dir string) string {
+	t.Helper()
+	binary := filepath.Join(dir, "stale-exporter")
+	if out, err := exec.Command("go", "build", "-o", binary, repo+"/cmd/stale-exporter").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return binary
 }
 
 func exists(t *testing.T, docker *client.Client, id string) bool {

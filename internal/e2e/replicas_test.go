@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,19 +34,8 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 			stale = append(stale, id)
 		}
 	}
-	secret, entry, err := cleanup.NewToken("operator", cleanup.RoleOperator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := cleanup.FormatEntries(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokensFile := write(t, filepath.Join(dir, "tokens.yml"), tokens)
-	binary := filepath.Join(dir, "stale-exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, repo+"/cmd/stale-exporter").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	secret, tokensFile := tokenFile(t, dir, cleanup.RoleOperator)
+	binary := buildExporter(t, dir)
 	var addrs []string
 	for range 2 {
 		addr := testenv.FreeAddr(t)

@@ -90,6 +90,8 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 	removing := db.AddInstance(t, storetest.Instance{CreatedAt: old, Status: store.StatusRemoving})
 	kept := db.AddInstance(t, storetest.Instance{CreatedAt: old})
 	exitedNow := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old})
+	// The platform may store the 12-character id docker ps shows.
+	shortRunning := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old})
 
 	set := func(id, cid string) { db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid) }
 	set(running, runningCID)
@@ -100,6 +102,7 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 	keptLabels[collector.LabelKeep] = "true"
 	set(kept, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: keptLabels}))
 	set(exitedNow, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(exitedNow), Start: true, Exit: true}))
+	set(shortRunning, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(shortRunning), Start: true})[:12])
 
 	counting := &countingDocker{Docker: docker}
 	scanner := newScanner(counting, db.Store, false)
@@ -118,6 +121,7 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 		removing:     {false, collector.ReasonRemoving, "created"},
 		kept:         {false, collector.ReasonKept, "created"},
 		exitedNow:    {false, collector.ReasonRecent, "exited"},
+		shortRunning: {false, collector.ReasonRunning, "running"},
 	}
 	for id, w := range want {
 		o, ok := got[id]

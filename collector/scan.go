@@ -212,9 +212,10 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 		return nil, r
 	}
 
-	byID := make(map[string]containerSummary, len(containers))
+	byID := make(map[string]containerSummary, 2*len(containers))
 	for _, c := range containers {
 		byID[c.id] = c
+		byID[store.ShortID(c.id)] = c
 	}
 	if s.cfg.Adopt {
 		adopted, err := s.adopt(ctx, inv, containers)
@@ -240,7 +241,7 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 	var alive []string
 	for _, in := range inv.Instances {
 		var c Container
-		if sum, ok := byID[in.ContainerID]; ok && in.ContainerID != "" {
+		if sum, ok := lookup(byID, in.ContainerID); ok {
 			c = Container{Found: true, State: sum.state, Labels: sum.labels, FinishedAt: finished[sum.id]}
 		}
 		v := Judge(in, c, threshold, now)
@@ -256,6 +257,19 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 	}
 	r.Success = true
 	return snap, r
+}
+
+// lookup finds the container an instance row names, by its full id or by an
+// abbreviated one of at least 12 characters (as docker ps shows them).
+func lookup(byID map[string]containerSummary, id string) (containerSummary, bool) {
+	if len(id) < 12 {
+		return containerSummary{}, false
+	}
+	c, ok := byID[id]
+	if !ok {
+		c, ok = byID[store.ShortID(id)]
+	}
+	return c, ok && strings.HasPrefix(c.id, id)
 }
 
 // containerSummary is the part of a ContainerList entry a scan keeps.

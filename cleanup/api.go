@@ -56,13 +56,13 @@ var (
 // Register adds the API's routes to r, and makes r answer unknown API paths,
 // wrong methods and panics with JSON.
 func (a *API) Register(r *httprouter.Router) {
-	r.GET("/api/containers/stale", a.authorize(readRoles, false, a.listStale))
+	r.GET("/api/containers/stale", a.route("list_stale", readRoles, false, a.listStale))
 	// httprouter cannot hold both /stale/cleanup and /stale/:id/cleanup, so
 	// the bulk route is the :id route with the id "cleanup".
-	r.POST("/api/containers/stale/:id", a.authorize(bulkRoles, true, a.bulkCleanup))
-	r.POST("/api/containers/stale/:id/cleanup", a.authorize(cleanupRoles, true, a.cleanupOne))
-	r.POST("/api/alertmanager/webhook", a.authorize(webhookRoles, true, a.webhook))
-	r.GET("/api/cleanups", a.authorize(readRoles, false, a.listCleanups))
+	r.POST("/api/containers/stale/:id", a.route("cleanup_bulk", bulkRoles, true, a.bulkCleanup))
+	r.POST("/api/containers/stale/:id/cleanup", a.route("cleanup_one", cleanupRoles, true, a.cleanupOne))
+	r.POST("/api/alertmanager/webhook", a.route("webhook", webhookRoles, true, a.webhook))
+	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; allowed: %s", req.Method, w.Header().Get("Allow")), nil)
 	})
@@ -85,6 +85,28 @@ func NotFound(next http.Handler) http.Handler {
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string)
+
+// statusRecorder remembers the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// route authorizes and counts the requests of one endpoint, refusals
+// included, in stale_exporter_api_requests_total{endpoint, code}.
+func (a *API) route(endpoint string, roles []Role, mutating bool, h handler) httprouter.Handle {
+	inner := a.authorize(roles, mutating, h)
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		inner(rec, r, ps)
+		a.svc.metrics.apiRequests.WithLabelValues(endpoint, strconv.Itoa(rec.status)).Inc()
+	}
+}
 
 // authorize admits a request whose bearer token has one of the roles. With
 // no tokens file, read endpoints are open and mutating ones closed.

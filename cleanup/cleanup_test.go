@@ -244,7 +244,7 @@ func TestTwoReplicasDoEachJobOnce(t *testing.T) {
 // marking the instance removing and removing the container would, and
 // checks that a restarted service finishes it once the lease runs out.
 func TestInterruptedJobIsResumed(t *testing.T) {
-	const lease = time.Second
+	const lease = 2 * time.Second
 	e := newEnv(t, envOptions{noWorkers: true, lease: lease})
 	for range 3 {
 		e.runningInstance("web")
@@ -468,6 +468,13 @@ func TestAuth(t *testing.T) {
 	}
 	if e.docker.removes.Load() != 0 {
 		t.Fatal("something was removed")
+	}
+	for labels, want := range map[[2]string]float64{
+		{"cleanup_one", "401"}: 3, {"cleanup_one", "403"}: 2, {"cleanup_bulk", "403"}: 2, {"webhook", "403"}: 1,
+	} {
+		if v := counterValue(t, e, "stale_exporter_api_requests_total", map[string]string{"endpoint": labels[0], "code": labels[1]}); v != want {
+			t.Errorf("stale_exporter_api_requests_total%v = %v, want %v", labels, v, want)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ type metrics struct {
 	cleanups      *prometheus.CounterVec
 	webhookAlerts *prometheus.CounterVec
 	inFlight      prometheus.Gauge
+	apiRequests   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stale_exporter_cleanup_jobs_in_flight",
 			Help: "Cleanup jobs this process is carrying out now.",
 		}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stale_exporter_api_requests_total",
+			Help: "Requests to the REST API and the webhook, by endpoint and HTTP status, refusals included.",
+		}, []string{"endpoint", "code"}),
 	}
 	// Every series exists from the start, so rates and dashboards have data.
 	for _, trigger := range []string{TriggerAPI, TriggerBulk, TriggerWebhook} {
@@ -46,6 +51,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, result := range []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid} {
 		m.webhookAlerts.WithLabelValues(result)
 	}
-	reg.MustRegister(m.cleanups, m.webhookAlerts, m.inFlight)
+	reg.MustRegister(m.cleanups, m.webhookAlerts, m.inFlight, m.apiRequests)
 	return m
 }

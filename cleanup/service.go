@@ -195,12 +195,6 @@ func (s *Service) removal(ctx context.Context, instanceID string) (store.Job, er
 	return job, nil
 }
 
-// Enqueued tells the workers that jobs were added outside Request.
-func (s *Service) Enqueued() { s.wakeWorkers() }
-
-// DryRunEnabled reports whether every request is a dry run.
-func (s *Service) DryRunEnabled() bool { return s.cfg.DryRun }
-
 func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
 	job := store.Job{InstanceID: req.InstanceID, ContainerID: req.ContainerID, Trigger: req.Trigger,
 		RequestedBy: req.RequestedBy, State: store.JobDone, CreatedAt: time.Now()}

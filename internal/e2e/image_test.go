@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -188,11 +187,14 @@ func importGoImage(t *testing.T, ctx context.Context, docker *client.Client, nam
 	if err != nil {
 		t.Fatal(err)
 	}
-	goroot := runtime.GOROOT()
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
 	pr, pw := io.Pipe()
 	go func() {
 		tw := tar.NewWriter(pw)
-		err := addTree(tw, goroot, "usr/local/go", func(rel string) bool {
+		err := addTree(tw, strings.TrimSpace(string(goroot)), "usr/local/go", func(rel string) bool {
 			return rel == "test" || rel == "api" || rel == "doc"
 		})
 		if err == nil {

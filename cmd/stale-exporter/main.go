@@ -167,6 +167,16 @@ func run(f serveFlags, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	switch {
+	case f.workers < 1:
+		return fmt.Errorf("--cleanup.workers must be at least 1, got %d", f.workers)
+	case f.maxPerRequest < 1:
+		return fmt.Errorf("--cleanup.max-per-request must be at least 1, got %d", f.maxPerRequest)
+	case f.maxStaleRatio <= 0 || f.maxStaleRatio > 1:
+		return fmt.Errorf("--cleanup.max-stale-ratio must be in (0, 1], got %g", f.maxStaleRatio)
+	case f.dockerTimeout <= 0 || f.scanInterval <= 0:
+		return errors.New("--docker.timeout and --collector.scan-interval must be positive")
+	}
 	var tokens *cleanup.Tokens
 	if f.tokensFile != "" {
 		var err error

@@ -42,6 +42,8 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 		"bad DSN":           {"--store.dsn=postgres://u:s3cret@[::1"},
 		"unreachable Docker": {"--store.dsn=" + db.DSN, "--docker.host=unix:///nonexistent/docker.sock",
 			"--docker.timeout=2s"},
+		"no workers":          {"--store.dsn=" + db.DSN, "--cleanup.workers=0"},
+		"missing tokens file": {"--store.dsn=" + db.DSN, "--api.tokens-file=/nonexistent/tokens.yml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(binary, append(args, "--web.listen-address="+testenv.FreeAddr(t))...)

@@ -67,7 +67,7 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	outcomes := make([]alertOutcome, 0, len(data.Alerts))
 	failed := 0
 	for _, alert := range data.Alerts {
-		o, err := a.svc.HandleAlert(r.Context(), alert, caller)
+		o, err := a.svc.judgeAlert(r.Context(), alert, caller)
 		if err != nil {
 			failed++
 			a.logger.Error("record alert", "fingerprint", o.Fingerprint, "err", err)
@@ -85,17 +85,17 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": outcomes})
 }
 
-// HandleAlert acts on one alert by its own status (a group's status is
+// judgeAlert acts on one alert by its own status (a group's status is
 // "firing" as long as any of its alerts fires). A firing StaleContainer is
 // recorded once per occurrence (fingerprint and start), with one event_log
 // warning; the first time, an alert labelled action="cleanup" also requests
 // a cleanup. It returns an error only when nothing could be persisted.
-func (s *Service) HandleAlert(ctx context.Context, alert template.Alert, caller string) (alertOutcome, error) {
+func (s *Service) judgeAlert(ctx context.Context, alert template.Alert, caller string) (alertOutcome, error) {
 	o := alertOutcome{Fingerprint: alert.Fingerprint, Status: alert.Status, InstanceID: alert.Labels["instance_id"]}
 	if o.Fingerprint == "" {
 		o.Fingerprint = labelSet(alert.Labels).Fingerprint().String()
 	}
-	result, err := s.handleAlert(ctx, alert, caller, &o)
+	result, err := s.actOnAlert(ctx, alert, caller, &o)
 	if err != nil {
 		return o, err
 	}
@@ -104,7 +104,7 @@ func (s *Service) HandleAlert(ctx context.Context, alert template.Alert, caller 
 	return o, nil
 }
 
-func (s *Service) handleAlert(ctx context.Context, alert template.Alert, caller string, o *alertOutcome) (string, error) {
+func (s *Service) actOnAlert(ctx context.Context, alert template.Alert, caller string, o *alertOutcome) (string, error) {
 	switch {
 	case alert.Status == string(model.AlertResolved):
 		return AlertResolved, nil

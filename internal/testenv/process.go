@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -55,6 +56,9 @@ func (p *Process) Output() string {
 	defer p.mu.Unlock()
 	return p.output.String()
 }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Stop sends SIGTERM and waits up to 10s, then kills. It is safe to call
 // more than once.

@@ -4,10 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -219,47 +216,21 @@ stale_exporter_threshold_seconds 3600
 	}
 }
 
-// switchableDocker is a TCP front for the real Docker socket that can be
-// cut, so the real client sees the engine go away and come back.
-type switchableDocker struct {
-	down atomic.Bool
-	url  string
-}
-
-func newSwitchableDocker(t *testing.T) *switchableDocker {
-	t.Helper()
-	sd := &switchableDocker{}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
-		}},
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if sd.down.Load() {
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close()
-			}
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	sd.url = "tcp://" + ln.Addr().String()
-	return sd
-}
-
 func TestDockerUnreachable(t *testing.T) {
 	testenv.Docker(t)
 	db := storetest.New(t)
-	sd := newSwitchableDocker(t)
-	docker, err := client.New(client.WithHost(sd.url))
+	// The real engine, behind a front that can cut it off.
+	var down atomic.Bool
+	host := testenv.DockerProxy(t, func(w http.ResponseWriter, _ *http.Request) bool {
+		if !down.Load() {
+			return false
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	docker, err := client.New(client.WithHost(host))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +244,7 @@ func TestDockerUnreachable(t *testing.T) {
 	if !r.Success || r.Snapshot.StaleCount() != 0 {
 		t.Fatalf("healthy scan: success=%v stale=%d err=%v", r.Success, r.Snapshot.StaleCount(), r.Err)
 	}
-	sd.down.Store(true)
+	down.Store(true)
 	time.Sleep(3 * time.Second)
 	r = scanner.Rescan(context.Background())
 	if r.Success || r.DockerUp || !r.StoreUp || r.Err == nil {
@@ -298,7 +269,7 @@ stale_exporter_docker_up 0
 		t.Fatal(err)
 	}
 
-	sd.down.Store(false)
+	down.Store(false)
 	r = scanner.Rescan(context.Background())
 	if !r.Success || r.Snapshot.StaleCount() != 1 {
 		t.Fatalf("Docker back: success=%v stale=%d err=%v", r.Success, r.Snapshot.StaleCount(), r.Err)

@@ -1,11 +1,7 @@
 package e2e_test
 
 import (
-	"context"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"regexp"
 	"syscall"
@@ -18,33 +14,18 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
 
-// removeBlockingDocker fronts the real Docker socket on a loopback port and
-// holds every container removal until the caller goes away, so a test can
-// kill a process while it is between marking an instance removing and
-// removing its container.
+// removeBlockingDocker holds every container removal until the caller goes
+// away, so a test can kill a process while it is between marking an
+// instance removing and removing its container.
 func removeBlockingDocker(t *testing.T) string {
-	t.Helper()
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
-		}},
-	}
 	removal := regexp.MustCompile(`^(/v[0-9.]+)?/containers/[^/]+$`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete && removal.MatchString(r.URL.Path) {
-			<-r.Context().Done()
-			return
+	return testenv.DockerProxy(t, func(_ http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodDelete || !removal.MatchString(r.URL.Path) {
+			return false
 		}
-		proxy.ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return "tcp://" + ln.Addr().String()
+		<-r.Context().Done()
+		return true
+	})
 }
 
 // TestKilledMidCleanupIsResumed kills a stale-exporter process (SIGKILL)

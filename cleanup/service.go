@@ -316,7 +316,7 @@ func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, str
 		// instance as it was.
 		in.Status = job.PreviousStatus
 	}
-	c, err := s.inspect(ctx, job.ContainerID)
+	c, err := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
 	if err != nil {
 		return in, "", err
 	}
@@ -360,22 +360,6 @@ func (s *Service) massStaleGuard(ctx context.Context) string {
 			stale, total, 100*s.cfg.MaxStaleRatio)
 	}
 	return ""
-}
-
-func (s *Service) inspect(ctx context.Context, id string) (collector.Container, error) {
-	if id == "" {
-		return collector.Container{}, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
-	defer cancel()
-	res, err := s.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if cerrdefs.IsNotFound(err) {
-		return collector.Container{}, nil
-	}
-	if err != nil {
-		return collector.Container{}, fmt.Errorf("inspect container %s: %w", id, err)
-	}
-	return collector.ContainerFromInspect(res.Container)
 }
 
 // execute carries out one claimed job.

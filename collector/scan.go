@@ -355,17 +355,32 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 }
 
 func (s *Scanner) finishedAtOf(ctx context.Context, id string) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+	// A container removed between list and inspect has no stop time to offer.
+	c, err := Inspect(ctx, s.docker, id, s.cfg.DockerTimeout)
+	return c.FinishedAt, err
+}
+
+// Inspector is the one Docker call Inspect needs.
+type Inspector interface {
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+}
+
+// Inspect reads a container's live state within timeout. A container Docker
+// does not know is returned as not Found, without error.
+func Inspect(ctx context.Context, docker Inspector, id string, timeout time.Duration) (Container, error) {
+	if id == "" {
+		return Container{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := s.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	res, err := docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		// Removed between list and inspect: it has no stop time to offer.
-		return time.Time{}, nil
+		return Container{}, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("inspect container %s: %w", id, err)
+		return Container{}, fmt.Errorf("inspect container %s: %w", id, err)
 	}
-	return FinishedAt(res.Container.State)
+	return containerFromInspect(res.Container)
 }
 
 // FinishedAt reads State.FinishedAt; Docker writes a zero year for a

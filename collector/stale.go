@@ -120,8 +120,7 @@ func Threshold(override time.Duration, days int) time.Duration {
 	return time.Duration(days) * 24 * time.Hour
 }
 
-// ContainerFromInspect turns a live inspect into a Container.
-func ContainerFromInspect(res container.InspectResponse) (Container, error) {
+func containerFromInspect(res container.InspectResponse) (Container, error) {
 	c := Container{Found: true}
 	if res.Config != nil {
 		c.Labels = res.Config.Labels

@@ -154,8 +154,11 @@ func (s *Scanner) Run(ctx context.Context, interval time.Duration) {
 
 func (s *Scanner) resultLocked() Result {
 	r := s.latest
-	if s.good != nil && time.Since(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
-		r.Snapshot = s.good
+	if s.good != nil {
+		r.LastSuccess = s.good.ScannedAt
+		if time.Since(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
+			r.Snapshot = s.good
+		}
 	}
 	return r
 }
@@ -175,9 +178,7 @@ func (s *Scanner) startLocked() {
 		s.mu.Lock()
 		if r.Success {
 			s.good = snap
-			r.LastSuccess = snap.ScannedAt
 		} else {
-			r.LastSuccess = s.latest.LastSuccess
 			s.logger.Warn("scan failed", "err", r.Err)
 		}
 		s.latest = r

@@ -22,9 +22,7 @@ import (
 func TestRealAlertmanagerDelivery(t *testing.T) {
 	binary := testenv.Binary(t, "prometheus-alertmanager", "alertmanager")
 	e := newEnv(t, envOptions{})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	cleanID, cleanCID := e.staleInstance("shop")
 	warnID, warnCID := e.staleInstance("shop")
 	goneID := "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"

@@ -20,9 +20,7 @@ import (
 func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	// Running instances keep the stale share under the mass-stale guard.
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 
 	apiID, apiCID := e.staleInstance("shop")
 	r := e.do(http.MethodPost, "/api/containers/stale/"+apiID+"/cleanup", cleanup.RoleOperator, "", nil)
@@ -83,9 +81,7 @@ func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 // it stale, and checks that it survives with its row and status intact.
 func TestRunningContainerIsNeverRemoved(t *testing.T) {
 	e := newEnv(t, envOptions{cacheTTL: time.Minute})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
 	// The scan sees it stale; then it starts before anyone acts.
 	if r := e.scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 1 {
@@ -145,9 +141,7 @@ func TestReplacedContainerIsSkipped(t *testing.T) {
 
 func TestConcurrentRequestsRemoveOnce(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
 	alert := staleAlert(id, cid, true, time.Now().Truncate(time.Second))
 
@@ -246,9 +240,7 @@ func TestTwoReplicasDoEachJobOnce(t *testing.T) {
 func TestInterruptedJobIsResumed(t *testing.T) {
 	const lease = 2 * time.Second
 	e := newEnv(t, envOptions{noWorkers: true, lease: lease})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
 	keptID, keptCID := e.staleInstance("shop")
 	ctx := context.Background()
@@ -360,9 +352,7 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 
 func TestGlobalDryRunRemovesNothing(t *testing.T) {
 	e := newEnv(t, envOptions{dryRun: true})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
 	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
 	if job := decode[jobJSON](t, r.Data); r.status != http.StatusOK || job.Result != cleanup.ResultWouldRemove {
@@ -550,9 +540,7 @@ func TestBadInput(t *testing.T) {
 
 func TestWebhookJudgesEachAlert(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	for range 3 {
-		e.runningInstance("web")
-	}
+	e.runningInstances(3)
 	cleanID, cleanCID := e.staleInstance("shop")
 	warnID, warnCID := e.staleInstance("shop")
 	resolved := staleAlert(cleanID, cleanCID, true, time.Now().Add(-time.Hour))

@@ -164,6 +164,15 @@ func (e *env) runningInstance(project string) (id, containerID string) {
 	return id, containerID
 }
 
+// runningInstances adds n instances whose containers run, which keeps the
+// stale share under the mass-stale guard.
+func (e *env) runningInstances(n int) {
+	e.t.Helper()
+	for range n {
+		e.runningInstance("web")
+	}
+}
+
 func (e *env) containerExists(id string) bool {
 	e.t.Helper()
 	_, err := e.docker.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})

@@ -171,7 +171,9 @@ type staleContainer struct {
 }
 
 func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
-	res := a.scans.Result(r.Context())
+	ctx, cancel := context.WithTimeout(r.Context(), a.svc.cfg.StoreTimeout)
+	defer cancel()
+	res := a.scans.Result(ctx)
 	if res.Snapshot == nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no recent successful scan: %v", res.Err), nil)
 		return
@@ -263,12 +265,12 @@ func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	}
 	if err != nil {
 		a.logger.Error("request cleanup", "instance_id", id, "err", err)
-		writeError(w, http.StatusInternalServerError, "could not record the cleanup request: store unavailable", nil)
+		writeError(w, http.StatusServiceUnavailable, "could not record the cleanup request: store unavailable", nil)
 		return
 	}
 	jobs, err := a.wait(r.Context(), []store.Job{job})
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "could not read the cleanup job: store unavailable", nil)
+		writeError(w, http.StatusServiceUnavailable, "could not read the cleanup job: store unavailable", nil)
 		return
 	}
 	job = jobs[0]
@@ -299,18 +301,13 @@ type BulkRequest struct {
 }
 
 // ParseBulkRequest decodes and validates a bulk body; an empty body asks for
-// the defaults. Unknown fields are refused: a typo must not turn a dry run
-// into a real one.
+// the defaults. Unknown fields, duplicate keys, nulls and wrong types are
+// refused: nothing ambiguous may turn a dry run into a real one.
 func ParseBulkRequest(body []byte, maxPerRequest int) (BulkRequest, error) {
 	var req BulkRequest
 	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return req, fmt.Errorf("malformed JSON body: %w", err)
-		}
-		if dec.More() {
-			return req, errors.New("malformed JSON body: trailing data")
+		if err := decodeStrict(body, &req, false); err != nil {
+			return BulkRequest{}, err
 		}
 	}
 	switch {
@@ -358,7 +355,7 @@ func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.
 		return
 	}
 	if jobs, err = a.wait(r.Context(), jobs); err != nil {
-		writeError(w, http.StatusInternalServerError, "could not read the cleanup jobs: store unavailable", nil)
+		writeError(w, http.StatusServiceUnavailable, "could not read the cleanup jobs: store unavailable", nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, bulkResponse{Stale: stale, Requested: len(jobs), Results: viewJobs(jobs)})

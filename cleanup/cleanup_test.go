@@ -384,7 +384,7 @@ func TestListStaleAndCleanups(t *testing.T) {
 	if days, ok := row["days_stale"].(float64); !ok || days < 0.08 || days > 0.09 {
 		t.Errorf("days_stale = %v, want about 2h = 0.083", row["days_stale"])
 	}
-	if last, err := time.Parse(time.RFC3339, fmt.Sprint(row["last_alive_at"])); err != nil || time.Since(last) < threshold {
+	if last, err := time.Parse(time.RFC3339, fmt.Sprint(row["last_alive_at"])); err != nil || clock().Sub(last) < threshold {
 		t.Errorf("last_alive_at = %v (%v)", row["last_alive_at"], err)
 	}
 

@@ -29,6 +29,11 @@ import (
 
 const threshold = time.Hour
 
+// clock runs ahead of the real one, so that a container a test just created
+// is older than the threshold by it (a container's creation counts as a sign
+// of life) without waiting.
+func clock() time.Time { return time.Now().Add(2 * threshold) }
+
 // countingDocker counts removals on the real engine.
 type countingDocker struct {
 	*client.Client
@@ -52,6 +57,15 @@ type envOptions struct {
 	// maxStaleRatio defaults to 0.5.
 	maxStaleRatio float64
 	db            *storetest.DB
+	// storeThreshold reads the threshold from settings instead of the 1h override.
+	storeThreshold bool
+	// now replaces the clock that runs ahead.
+	now func() time.Time
+	// dockerHost puts the service's Docker calls through another address.
+	dockerHost string
+	// wrapStore wraps the service's store, to inject faults.
+	wrapStore    func(cleanup.Store) cleanup.Store
+	storeTimeout time.Duration
 }
 
 // env is one stale-exporter's cleanup side over a real database and engine,
@@ -71,21 +85,42 @@ type env struct {
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	docker := &countingDocker{Client: testenv.Docker(t)}
+	serviceDocker := docker
+	if opts.dockerHost != "" {
+		cli, err := client.New(client.WithHost(opts.dockerHost))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cli.Close() })
+		serviceDocker = &countingDocker{Client: cli}
+	}
+	if opts.now == nil {
+		opts.now = clock
+	}
+	limit := threshold
+	if opts.storeThreshold {
+		limit = 0
+	}
 	db := opts.db
 	if db == nil {
 		db = storetest.New(t)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	scanner := collector.NewScanner(docker, db.Store, collector.Config{
-		Threshold: threshold, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second,
+		Threshold: limit, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second, Now: opts.now,
 	}, logger)
+	var st cleanup.Store = db.Store
+	if opts.wrapStore != nil {
+		st = opts.wrapStore(st)
+	}
 	reg := prometheus.NewRegistry()
 	if opts.maxStaleRatio == 0 {
 		opts.maxStaleRatio = 0.5
 	}
-	svc := cleanup.NewService(db.Store, docker, scanner, cleanup.Config{
-		Workers: 4, Threshold: threshold, DockerTimeout: 10 * time.Second, Lease: opts.lease,
-		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
+	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{
+		Workers: 4, Threshold: limit, DockerTimeout: 10 * time.Second, Lease: opts.lease,
+		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond, Now: opts.now,
+		StoreTimeout: opts.storeTimeout,
 	}, reg, logger)
 
 	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[cleanup.Role]string{}}
@@ -315,10 +350,13 @@ func staleAlert(id, containerID string, cleanupLabel bool, startsAt time.Time) w
 	if cleanupLabel {
 		labels["action"] = "cleanup"
 	}
-	return webhookAlert{Status: "firing", Labels: labels, StartsAt: startsAt, Fingerprint: "fp-" + id}
+	return webhookAlert{Status: "firing", Labels: labels, Annotations: map[string]string{}, StartsAt: startsAt, Fingerprint: "fp-" + id}
 }
 
 func webhookPayload(alerts ...webhookAlert) map[string]any {
+	if alerts == nil {
+		alerts = []webhookAlert{} // Alertmanager never sends null
+	}
 	return map[string]any{
 		"version": "4", "receiver": "stale-exporter", "status": "firing", "groupKey": "{}:{}",
 		"alerts": alerts, "truncatedAlerts": 0, "externalURL": "http://127.0.0.1:9093",

@@ -19,8 +19,10 @@ const (
 type metrics struct {
 	cleanups      *prometheus.CounterVec
 	webhookAlerts *prometheus.CounterVec
-	inFlight      prometheus.Gauge
-	apiRequests   *prometheus.CounterVec
+	// webhookTruncated counts the alerts Alertmanager left out of deliveries.
+	webhookTruncated prometheus.Counter
+	inFlight         prometheus.Gauge
+	apiRequests      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,6 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stale_exporter_webhook_alerts_total",
 			Help: "Alerts received on the Alertmanager webhook, by outcome.",
 		}, []string{"result"}),
+		webhookTruncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stale_exporter_webhook_truncated_alerts_total",
+			Help: "Alerts Alertmanager left out of webhook deliveries (truncatedAlerts); set max_alerts: 0.",
+		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stale_exporter_cleanup_jobs_in_flight",
 			Help: "Cleanup jobs this process is carrying out now.",
@@ -51,6 +57,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, result := range []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid} {
 		m.webhookAlerts.WithLabelValues(result)
 	}
-	reg.MustRegister(m.cleanups, m.webhookAlerts, m.inFlight, m.apiRequests)
+	reg.MustRegister(m.cleanups, m.webhookAlerts, m.webhookTruncated, m.inFlight, m.apiRequests)
 	return m
 }

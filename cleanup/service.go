@@ -49,7 +49,7 @@ type Docker interface {
 // Store is the part of the store a cleanup uses.
 type Store interface {
 	Instance(ctx context.Context, id string) (store.Instance, error)
-	ThresholdDays(ctx context.Context) (int, error)
+	ThresholdDays(ctx context.Context) (int64, error)
 	EnqueueJob(ctx context.Context, req store.JobRequest) (store.Job, bool, error)
 	ClaimJob(ctx context.Context, lease time.Duration) (store.Job, bool, error)
 	MarkRemoving(ctx context.Context, job store.Job, checkedStatus string) error
@@ -82,6 +82,11 @@ type Config struct {
 	DryRun bool
 	// PollInterval is how often idle workers look for jobs other replicas added.
 	PollInterval time.Duration
+	// Now is the clock of the stale rule; nil means time.Now.
+	Now func() time.Time
+	// StoreTimeout bounds the store work of one request (default 5s), so
+	// that a hanging PostgreSQL answers 503 instead of holding clients.
+	StoreTimeout time.Duration
 }
 
 // Service runs cleanup jobs.
@@ -102,6 +107,12 @@ func NewService(st Store, docker Docker, scans Scans, cfg Config, reg prometheus
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
 	}
 	return &Service{
 		store: st, docker: docker, scans: scans, cfg: cfg, logger: logger,
@@ -160,6 +171,8 @@ func (s *Service) wakeWorkers() {
 // one, the one already in flight, or, for an instance already removed, the
 // job that removed it. A dry run returns a job with no id and removes nothing.
 func (s *Service) Request(ctx context.Context, instanceID, trigger, requestedBy string, dryRun bool) (store.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
 	in, err := s.store.Instance(ctx, instanceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s.removal(ctx, instanceID)
@@ -215,7 +228,9 @@ func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
 // Bulk requests the cleanup of every stale instance of the latest scan, the
 // longest stale first, at most limit of them.
 func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, stale int, err error) {
-	r := s.scans.Result(ctx)
+	scanCtx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	r := s.scans.Result(scanCtx)
+	cancel()
 	if r.Snapshot == nil {
 		return nil, 0, fmt.Errorf("no recent successful scan: %w", r.Err)
 	}
@@ -258,7 +273,10 @@ func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, erro
 	ticker := time.NewTicker(50 * time.Millisecond)
 	defer ticker.Stop()
 	for len(ids) > 0 {
-		got, err := s.store.Jobs(context.WithoutCancel(ctx), ids)
+		// The last read happens after ctx ends, to answer the latest states.
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+		got, err := s.store.Jobs(readCtx, ids)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -284,9 +302,11 @@ func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, erro
 			j = l
 		}
 		if j.Result == store.ResultSkipped && j.Reason == reasonGone {
-			if removal, err := s.removal(context.WithoutCancel(ctx), j.InstanceID); err == nil {
+			readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+			if removal, err := s.removal(readCtx, j.InstanceID); err == nil {
 				j = removal
 			}
+			cancel()
 		}
 		out[i] = j
 	}
@@ -295,6 +315,8 @@ func (s *Service) Wait(ctx context.Context, jobs []store.Job) ([]store.Job, erro
 
 // RecentJobs lists the latest jobs, newest first.
 func (s *Service) RecentJobs(ctx context.Context, limit int) ([]store.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
 	return s.store.RecentJobs(ctx, limit)
 }
 
@@ -309,12 +331,7 @@ func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, str
 		return in, "", err
 	}
 	if in.ContainerID != job.ContainerID {
-		return in, fmt.Sprintf("instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID), nil
-	}
-	if in.Status == store.StatusRemoving && job.PreviousStatus != "" {
-		// This job set removing before it was interrupted: judge the
-		// instance as it was.
-		in.Status = job.PreviousStatus
+		return in, replacedReason(in, job), nil
 	}
 	c, err := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
 	if err != nil {
@@ -323,12 +340,11 @@ func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, str
 	if c.Found && c.Labels[collector.LabelInstanceID] != in.ID {
 		return in, fmt.Sprintf("container does not carry %s=%s", collector.LabelInstanceID, in.ID), nil
 	}
-	days, err := s.store.ThresholdDays(ctx)
+	threshold, err := s.threshold(ctx)
 	if err != nil {
 		return in, "", err
 	}
-	threshold := collector.Threshold(s.cfg.Threshold, days)
-	now := time.Now()
+	now := s.cfg.Now()
 	switch v := collector.Judge(in, c, threshold, now); v.Reason {
 	case collector.ReasonStale:
 	case collector.ReasonRemoving:
@@ -347,6 +363,57 @@ func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, str
 	return in, "", nil
 }
 
+// threshold is the stale threshold in force, validated.
+func (s *Service) threshold(ctx context.Context) (time.Duration, error) {
+	var days int64
+	if s.cfg.Threshold == 0 {
+		var err error
+		if days, err = s.store.ThresholdDays(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return collector.Threshold(s.cfg.Threshold, days)
+}
+
+func replacedReason(in store.Instance, job store.Job) string {
+	return fmt.Sprintf("instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID)
+}
+
+// checkResumed re-checks a job that had already marked its instance removing
+// before it was interrupted. Its judgement was made: it is not made again
+// (the guard or a changed threshold must not leave a half-done removal), but
+// the live state must still be the one it judged: same container, still
+// removing by this job, container not running and still the instance's.
+// gone reports a container already removed (the engine acted before the
+// interruption).
+func (s *Service) checkResumed(ctx context.Context, job store.Job) (in store.Instance, skip string, gone bool, err error) {
+	in, err = s.store.Instance(ctx, job.InstanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return in, reasonGone, false, nil
+	}
+	if err != nil {
+		return in, "", false, err
+	}
+	switch {
+	case in.ContainerID != job.ContainerID:
+		return in, replacedReason(in, job), false, nil
+	case in.Status != store.StatusRemoving:
+		return in, fmt.Sprintf("instance status changed to %q while its removal was interrupted", in.Status), false, nil
+	}
+	c, err := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	switch {
+	case err != nil:
+		return in, "", false, err
+	case !c.Found:
+		return in, "", true, nil
+	case c.Labels[collector.LabelInstanceID] != in.ID:
+		return in, fmt.Sprintf("container does not carry %s=%s", collector.LabelInstanceID, in.ID), false, nil
+	case c.Running():
+		return in, string(collector.ReasonRunning), false, nil
+	}
+	return in, "", false, nil
+}
+
 // massStaleGuard refuses automatic cleanup when too many instances are stale
 // at once: that smells of a broken Docker or clock, not of real staleness.
 func (s *Service) massStaleGuard(ctx context.Context) string {
@@ -362,10 +429,25 @@ func (s *Service) massStaleGuard(ctx context.Context) string {
 	return ""
 }
 
-// execute carries out one claimed job.
+// execute carries out one claimed job. A job that had marked its instance
+// removing before it was interrupted resumes its removal.
 func (s *Service) execute(ctx context.Context, job store.Job) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
+	if job.PreviousStatus != "" {
+		in, skip, gone, err := s.checkResumed(ctx, job)
+		switch {
+		case err != nil:
+			s.finish(ctx, job, in, store.ResultFailed, err.Error())
+		case skip != "":
+			s.finish(ctx, job, in, store.ResultSkipped, skip)
+		case gone:
+			s.recordRemoved(ctx, job, in)
+		default:
+			s.remove(ctx, job, in)
+		}
+		return
+	}
 	in, skip, err := s.check(ctx, job)
 	switch {
 	case err != nil:
@@ -373,25 +455,32 @@ func (s *Service) execute(ctx context.Context, job store.Job) {
 	case skip != "":
 		s.finish(ctx, job, in, store.ResultSkipped, skip)
 	default:
-		s.remove(ctx, job, in)
+		s.markAndRemove(ctx, job, in)
 	}
 }
 
-func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) {
-	if job.PreviousStatus == "" {
-		err := s.store.MarkRemoving(ctx, job, in.Status)
-		switch {
-		case errors.Is(err, store.ErrLeaseLost):
-			s.logger.Warn("cleanup job taken over by another worker", "job_id", job.ID)
-			return
-		case errors.Is(err, store.ErrStatusChanged):
-			s.finish(ctx, job, in, store.ResultSkipped, "instance changed while it was checked")
-			return
-		case err != nil:
-			s.finish(ctx, job, in, store.ResultFailed, err.Error())
-			return
-		}
+func (s *Service) markAndRemove(ctx context.Context, job store.Job, in store.Instance) {
+	err := s.store.MarkRemoving(ctx, job, in.Status)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		s.logger.Warn("cleanup job taken over by another worker", "job_id", job.ID)
+		return
+	case errors.Is(err, store.ErrStatusChanged):
+		s.finish(ctx, job, in, store.ResultSkipped, "instance changed while it was checked")
+		return
+	case err != nil:
+		// If the mark committed and only its answer was lost, closing the
+		// job puts the status back; if the job cannot be closed either, it
+		// is resumed after its lease.
+		s.finish(ctx, job, in, store.ResultFailed, err.Error())
+		return
 	}
+	job.PreviousStatus = in.Status
+	s.remove(ctx, job, in)
+}
+
+// remove removes the container of a job that marked its instance removing.
+func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) {
 	if job.ContainerID != "" {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
 		// Never forced: the engine itself refuses to remove a container that
@@ -404,10 +493,31 @@ func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) 
 			s.finish(ctx, job, in, store.ResultSkipped, "container started before it could be removed: "+err.Error())
 			return
 		default:
-			s.finish(ctx, job, in, store.ResultFailed, fmt.Sprintf("remove container %s: %v", job.ContainerID, err))
-			return
+			// The engine may have removed it and the answer been lost
+			// (connection cut, engine restarting): ask again.
+			c, inspectErr := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+			switch {
+			case inspectErr != nil:
+				// Whether the engine acted is unknown: the job stays
+				// removing and is resumed after its lease, which asks again.
+				s.logger.Warn("remove container: outcome unknown, resuming after the lease", "job_id", job.ID,
+					"container_id", job.ContainerID, "err", err, "inspect_err", inspectErr)
+				return
+			case c.Found:
+				s.finish(ctx, job, in, store.ResultFailed, fmt.Sprintf("remove container %s: %v", job.ContainerID, err))
+				return
+			}
+			s.logger.Warn("container removed though the engine's answer was lost", "job_id", job.ID,
+				"container_id", job.ContainerID, "err", err)
 		}
 	}
+	s.recordRemoved(ctx, job, in)
+}
+
+// recordRemoved deletes the row of an instance whose container is gone,
+// writes the event and closes the job. If the store fails here, the job is
+// resumed after its lease and finds the container gone.
+func (s *Service) recordRemoved(ctx context.Context, job store.Job, in store.Instance) {
 	err := s.store.FinishRemoved(ctx, job, store.Event{
 		Severity:   store.SeverityInfo,
 		Message:    fmt.Sprintf("removed stale container %s of %s", store.ShortID(job.ContainerID), describe(in)),

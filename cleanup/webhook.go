@@ -1,12 +1,12 @@
 package cleanup
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/alertmanager/template"
@@ -25,22 +25,60 @@ const (
 	labelActionValue = "cleanup"
 )
 
+// WebhookMessage is an Alertmanager webhook payload: the template data and
+// the count of alerts Alertmanager left out (max_alerts).
+type WebhookMessage struct {
+	template.Data
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
+}
+
 // ParseWebhook decodes an Alertmanager webhook payload. Unknown fields are
 // tolerated (Alertmanager adds fields over time); a payload that is not a
-// JSON object with an alerts list is refused.
-func ParseWebhook(body []byte) (template.Data, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return template.Data{}, fmt.Errorf("malformed webhook payload: %w", err)
+// JSON object with an alerts list, or that is ambiguous (a key twice, a
+// null), is refused.
+func ParseWebhook(body []byte) (WebhookMessage, error) {
+	var msg WebhookMessage
+	if err := decodeStrict(body, &msg, true); err != nil {
+		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
 	}
-	if _, ok := raw["alerts"]; !ok {
-		return template.Data{}, errors.New("malformed webhook payload: no alerts field")
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
 	}
-	var data template.Data
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&data); err != nil {
-		return template.Data{}, fmt.Errorf("malformed webhook payload: %w", err)
+	if _, ok := fields["alerts"]; !ok {
+		return WebhookMessage{}, errors.New("malformed webhook payload: no alerts field")
 	}
-	return data, nil
+	return msg, nil
+}
+
+// maxFingerprintLen bounds an alert's fingerprint (Alertmanager's are 16
+// hex digits) so that it fits the occurrence index.
+const maxFingerprintLen = 64
+
+// validateAlert refuses what PostgreSQL could not store, before anything is
+// persisted: an alert that can never be recorded must be answered invalid,
+// not 5xx (Alertmanager would retry it forever).
+func validateAlert(alert template.Alert) error {
+	if len(alert.Fingerprint) > maxFingerprintLen {
+		return fmt.Errorf("fingerprint is %d characters, at most %d", len(alert.Fingerprint), maxFingerprintLen)
+	}
+	for _, field := range []struct {
+		name string
+		kv   template.KV
+	}{{"label", alert.Labels}, {"annotation", alert.Annotations}} {
+		for k, v := range field.kv {
+			if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+				return fmt.Errorf("%s %q contains a NUL character", field.name, strings.ReplaceAll(k, "\x00", ""))
+			}
+		}
+	}
+	for name, v := range map[string]string{"fingerprint": alert.Fingerprint, "status": alert.Status, "generatorURL": alert.GeneratorURL} {
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%s contains a NUL character", name)
+		}
+	}
+	return nil
 }
 
 // alertOutcome is the webhook's answer for one alert.
@@ -59,14 +97,19 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 		writeError(w, status, err.Error(), nil)
 		return
 	}
-	data, err := ParseWebhook(body)
+	msg, err := ParseWebhook(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	outcomes := make([]alertOutcome, 0, len(data.Alerts))
+	if msg.TruncatedAlerts > 0 {
+		a.svc.metrics.webhookTruncated.Add(float64(msg.TruncatedAlerts))
+		a.logger.Warn("Alertmanager left alerts out of a webhook delivery; set max_alerts: 0 on the receiver",
+			"truncated_alerts", msg.TruncatedAlerts, "group_key", msg.GroupKey)
+	}
+	outcomes := make([]alertOutcome, 0, len(msg.Alerts))
 	failed := 0
-	for _, alert := range data.Alerts {
+	for _, alert := range msg.Alerts {
 		o, err := a.svc.judgeAlert(r.Context(), alert, caller)
 		if err != nil {
 			failed++
@@ -78,7 +121,7 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	if failed > 0 {
 		// 5xx makes Alertmanager retry; the alerts already recorded are
 		// recognised as repeats.
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%d of %d alerts could not be recorded", failed, len(data.Alerts)),
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("store unavailable: %d of %d alerts could not be recorded", failed, len(msg.Alerts)),
 			map[string]any{"alerts": outcomes})
 		return
 	}
@@ -89,13 +132,25 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 // "firing" as long as any of its alerts fires). A firing StaleContainer is
 // recorded once per occurrence (fingerprint and start), with one event_log
 // warning; the first time, an alert labelled action="cleanup" also requests
-// a cleanup. It returns an error only when nothing could be persisted.
+// a cleanup. It returns an error only when the store failed; an alert the
+// store refuses as data is invalid.
 func (s *Service) judgeAlert(ctx context.Context, alert template.Alert, caller string) (alertOutcome, error) {
 	o := alertOutcome{Fingerprint: alert.Fingerprint, Status: alert.Status, InstanceID: alert.Labels["instance_id"]}
+	if err := validateAlert(alert); err != nil {
+		o.Fingerprint, o.InstanceID = "", ""
+		o.Result, o.Detail = AlertInvalid, err.Error()
+		s.metrics.webhookAlerts.WithLabelValues(AlertInvalid).Inc()
+		return o, nil
+	}
 	if o.Fingerprint == "" {
 		o.Fingerprint = labelSet(alert.Labels).Fingerprint().String()
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
 	result, err := s.actOnAlert(ctx, alert, caller, &o)
+	if store.IsInvalidData(err) {
+		result, o.Detail, err = AlertInvalid, "the store refused the alert's data: "+err.Error(), nil
+	}
 	if err != nil {
 		return o, err
 	}

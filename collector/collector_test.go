@@ -23,9 +23,16 @@ import (
 
 const threshold = time.Hour
 
+// skew sets the scanners' clock ahead, so that containers created by a test
+// are older than the threshold by that clock (a container's creation counts
+// as a sign of life) without waiting for an hour.
+const skew = 3 * threshold / 2
+
+func clock() time.Time { return time.Now().Add(skew) }
+
 var (
-	old    = time.Now().Add(-2 * threshold)
-	recent = time.Now().Add(-threshold / 2)
+	old    = clock().Add(-2 * threshold)
+	recent = clock().Add(-threshold / 2)
 )
 
 // countingDocker counts the calls a scan makes to the real engine.
@@ -51,6 +58,7 @@ func newScanner(docker collector.Docker, st collector.Store, adopt bool) *collec
 		MaxSnapshotAge: time.Minute,
 		DockerTimeout:  5 * time.Second,
 		Adopt:          adopt,
+		Now:            clock,
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
@@ -117,7 +125,7 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 		gone:         {true, collector.ReasonStale, collector.StateMissing},
 		removing:     {false, collector.ReasonRemoving, "created"},
 		kept:         {false, collector.ReasonKept, "created"},
-		exitedNow:    {false, collector.ReasonRecent, "exited"},
+		exitedNow:    {true, collector.ReasonStale, "exited"},
 		shortRunning: {false, collector.ReasonRunning, "running"},
 	}
 	for id, w := range want {
@@ -141,13 +149,14 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 		t.Errorf("exited instance: last alive %v, want Docker's recent FinishedAt", la)
 	}
 
-	// Five stopped containers were inspected once; a second scan reuses the cache.
-	if n := counting.inspects.Load(); n != 5 {
-		t.Errorf("first scan inspected %d containers, want 5", n)
+	// Five stopped containers were inspected once, and the missing one looked
+	// up once (404); a second scan reuses both caches.
+	if n := counting.inspects.Load(); n != 6 {
+		t.Errorf("first scan inspected %d containers, want 6", n)
 	}
 	verdicts(t, scanner)
-	if n := counting.inspects.Load(); n != 5 {
-		t.Errorf("second scan inspected again: %d inspects in all, want 5", n)
+	if n := counting.inspects.Load(); n != 6 {
+		t.Errorf("second scan inspected again: %d inspects in all, want 6", n)
 	}
 	if n := counting.lists.Load(); n != 2 {
 		t.Errorf("two scans listed containers %d times, want 2", n)
@@ -165,7 +174,16 @@ func TestMetricsExposition(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 
-	lastAlive := float64(old.Truncate(time.Microsecond).UnixNano()) / 1e9
+	// The container's creation is its instance's latest sign of life.
+	res, err := docker.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := time.Parse(time.RFC3339Nano, res.Container.Created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastAlive := float64(created.Unix())
 	labels := `container_id="` + cid + `",image_tag="pr-17",instance_id="` + stale + `",project_name="shop",stage_name="preview"`
 	want := `
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
@@ -238,7 +256,7 @@ func TestDockerUnreachable(t *testing.T) {
 
 	// Healthy: a young created-only instance is not stale. Then Docker goes
 	// away while the instance ages past the threshold.
-	id := db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-threshold + 2*time.Second), ContainerID: "feed"})
+	id := db.AddInstance(t, storetest.Instance{CreatedAt: clock().Add(-threshold + 2*time.Second), ContainerID: "feed"})
 	scanner := newScanner(docker, db.Store, false)
 	r := scanner.Rescan(context.Background())
 	if !r.Success || r.Snapshot.StaleCount() != 0 {

@@ -44,6 +44,9 @@ type Config struct {
 	DockerTimeout time.Duration
 	// Adopt creates instance rows for labelled containers the store lacks.
 	Adopt bool
+	// Now is the clock of the stale rule; nil means time.Now. Tests set it
+	// instead of sleeping.
+	Now func() time.Time
 }
 
 // Observation is one instance as a scan saw it.
@@ -99,12 +102,27 @@ type Scanner struct {
 	// finishedAt caches Docker's FinishedAt by container id; a stopped
 	// container's is fixed until it runs again.
 	finishedAt map[string]time.Time
+	// gone caches the full container ids rows hold that the engine answered
+	// 404 for: a container id is never reused.
+	gone map[string]bool
+	// scans counts the scans running, so that shutdown can wait for them.
+	scans sync.WaitGroup
 }
 
 // NewScanner returns a Scanner over the given Docker engine and store.
 func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scanner {
-	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger, finishedAt: map[string]time.Time{}}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger,
+		finishedAt: map[string]time.Time{}, gone: map[string]bool{}}
 }
+
+// Now is the time by the Scanner's clock.
+func (s *Scanner) Now() time.Time { return s.cfg.Now() }
+
+// Wait blocks until the scans started so far have ended.
+func (s *Scanner) Wait() { s.scans.Wait() }
 
 // Result returns the outcome of a scan no older than the cache TTL, running
 // one if needed. Callers that arrive while a scan runs share it.
@@ -169,7 +187,9 @@ func (s *Scanner) startLocked() {
 	done := make(chan struct{})
 	s.inflight = done
 	s.attempt = time.Now()
+	s.scans.Add(1)
 	go func() {
+		defer s.scans.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 4*s.cfg.DockerTimeout)
 		defer cancel()
 		start := time.Now()
@@ -189,7 +209,7 @@ func (s *Scanner) startLocked() {
 }
 
 func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
-	now := time.Now()
+	now := s.cfg.Now()
 	var (
 		wg         sync.WaitGroup
 		containers []containerSummary
@@ -207,8 +227,16 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 		inv, storeErr = s.store.ReadInventory(ctx)
 	}()
 	wg.Wait()
-	r := Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil}
+	// A store that answers but lacks its settings row is up, and misconfigured.
+	r := Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil || errors.Is(storeErr, store.ErrNoSettings)}
 	if err := errors.Join(dockerErr, storeErr); err != nil {
+		r.Err = err
+		return nil, r
+	}
+	// An out-of-range threshold fails the scan: the last good snapshot is
+	// kept and nothing becomes stale by a wrapped or absurd value.
+	threshold, err := Threshold(s.cfg.Threshold, inv.ThresholdDays)
+	if err != nil {
 		r.Err = err
 		return nil, r
 	}
@@ -237,13 +265,15 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 		r.DockerUp, r.Err = false, err
 		return nil, r
 	}
-	threshold := Threshold(s.cfg.Threshold, inv.ThresholdDays)
+	unlisted := s.lookUpUnlisted(ctx, inv.Instances, byID)
 	snap := &Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]Observation, 0, len(inv.Instances))}
 	var alive []string
 	for _, in := range inv.Instances {
 		var c Container
 		if sum, ok := lookup(byID, in.ContainerID); ok {
-			c = Container{Found: true, State: sum.state, Labels: sum.labels, FinishedAt: finished[sum.id]}
+			c = Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
+		} else if in.ContainerID != "" {
+			c = unlisted[in.ContainerID]
 		}
 		v := Judge(in, c, threshold, now)
 		if c.Running() {
@@ -275,10 +305,11 @@ func lookup(byID map[string]containerSummary, id string) (containerSummary, bool
 
 // containerSummary is the part of a ContainerList entry a scan keeps.
 type containerSummary struct {
-	id     string
-	state  string
-	image  string
-	labels map[string]string
+	id      string
+	state   string
+	image   string
+	labels  map[string]string
+	created time.Time
 }
 
 func (s *Scanner) listContainers(ctx context.Context) ([]containerSummary, error) {
@@ -293,13 +324,93 @@ func (s *Scanner) listContainers(ctx context.Context) ([]containerSummary, error
 	}
 	out := make([]containerSummary, len(res.Items))
 	for i, c := range res.Items {
-		out[i] = containerSummary{id: c.ID, state: string(c.State), image: c.Image, labels: c.Labels}
+		out[i] = containerSummary{id: c.ID, state: string(c.State), image: c.Image, labels: c.Labels, created: time.Unix(c.Created, 0)}
 	}
 	return out, nil
 }
 
 // inspectConcurrency bounds parallel inspects on a cold cache.
 const inspectConcurrency = 8
+
+// maxUnlistedLookups bounds the inspects one scan spends on rows whose
+// container is not in the labelled list; the rest stay unknown (never
+// stale) until a later scan looks them up.
+const maxUnlistedLookups = 100
+
+// lookUpUnlisted asks Docker about the containers rows name (by id or name)
+// that the labelled list lacks: such a container may run without the
+// platform's label. Only the engine's 404 makes one missing; a container not
+// looked up, or that Docker could not describe, is returned as unknown.
+func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []store.Instance, byID map[string]containerSummary) map[string]Container {
+	out := map[string]Container{}
+	var refs []string
+	for _, in := range instances {
+		ref := in.ContainerID
+		if ref == "" {
+			continue
+		}
+		if _, listed := lookup(byID, ref); listed {
+			continue
+		}
+		if _, seen := out[ref]; seen {
+			continue
+		}
+		if s.gone[ref] {
+			out[ref] = Container{}
+			continue
+		}
+		out[ref] = Container{Unknown: true}
+		refs = append(refs, ref)
+	}
+	if len(refs) > maxUnlistedLookups {
+		s.logger.Info("more unlisted containers than one scan looks up; the rest stay unknown for now",
+			"unlisted", len(refs), "looked_up", maxUnlistedLookups)
+		refs = refs[:maxUnlistedLookups]
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, inspectConcurrency)
+	)
+	for _, ref := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := Inspect(ctx, s.docker, ref, s.cfg.DockerTimeout)
+			if err != nil {
+				s.logger.Debug("look up unlisted container", "container", ref, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out[ref] = c
+		}()
+	}
+	wg.Wait()
+
+	gone := map[string]bool{}
+	for ref, c := range out {
+		if !c.Found && !c.Unknown && isFullID(ref) {
+			gone[ref] = true
+		}
+	}
+	s.gone = gone
+	return out
+}
+
+// isFullID reports whether ref is a full 64-hex container id.
+func isFullID(ref string) bool {
+	if len(ref) != 64 {
+		return false
+	}
+	for _, c := range ref {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // finishedTimes returns FinishedAt for every stopped container, inspecting
 // only those not cached yet, and forgets containers that are gone or running.
@@ -387,12 +498,21 @@ func Inspect(ctx context.Context, docker Inspector, id string, timeout time.Dura
 // FinishedAt reads State.FinishedAt; Docker writes a zero year for a
 // container that never stopped.
 func FinishedAt(state *container.State) (time.Time, error) {
-	if state == nil || state.FinishedAt == "" {
+	if state == nil {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, state.FinishedAt)
+	return parseDockerTime("FinishedAt", state.FinishedAt)
+}
+
+// parseDockerTime reads one of Docker's RFC 3339 times; empty and the zero
+// year Docker writes for "never" are the zero time.
+func parseDockerTime(field, raw string) (time.Time, error) {
+	if raw == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("parse FinishedAt %q: %w", state.FinishedAt, err)
+		return time.Time{}, fmt.Errorf("parse %s %q: %w", field, raw, err)
 	}
 	if t.Year() <= 1 {
 		return time.Time{}, nil
@@ -418,7 +538,7 @@ func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []c
 		}
 		err := s.store.Adopt(ctx, store.Adoption{
 			InstanceID: id, ProjectName: project, StageName: stage,
-			ContainerID: c.id, ImageTag: imageTag(c), Status: status,
+			ContainerID: c.id, ImageTag: imageTag(c), Status: status, CreatedAt: c.created,
 		})
 		if err != nil {
 			return adopted, err

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -19,21 +20,35 @@ const (
 	LabelKeep = "docker-watcher.keep"
 )
 
-// StateMissing is the Docker state reported for a container Docker does not know.
-const StateMissing = "missing"
+// Docker states reported for containers Docker could not describe.
+const (
+	// StateMissing: the engine answered 404 for the container.
+	StateMissing = "missing"
+	// StateUnknown: the container was not looked up (yet); never stale.
+	StateUnknown = "unknown"
+)
 
 // Container is what Docker says about an instance's container.
 type Container struct {
-	Found  bool
-	State  string
-	Labels map[string]string
+	Found bool
+	// Unknown is set when Docker was not asked about the container this
+	// scan (lookups are bounded) or could not say; such an instance is
+	// never judged stale.
+	Unknown bool
+	State   string
+	Labels  map[string]string
+	// Created is when the container was created.
+	Created time.Time
 	// FinishedAt is when the container last stopped; zero if it never ran.
 	FinishedAt time.Time
 }
 
-// DockerState is the container's Docker state, or StateMissing.
+// DockerState is the container's Docker state, StateMissing or StateUnknown.
 func (c Container) DockerState() string {
-	if !c.Found {
+	switch {
+	case c.Unknown:
+		return StateUnknown
+	case !c.Found:
 		return StateMissing
 	}
 	return c.State
@@ -43,7 +58,7 @@ func (c Container) DockerState() string {
 // exited, created, dead or missing (paused and restarting containers are
 // still someone's).
 func (c Container) Running() bool {
-	if !c.Found {
+	if !c.Found || c.Unknown {
 		return false
 	}
 	switch c.State {
@@ -66,6 +81,7 @@ const (
 	ReasonRemoving Reason = "instance is being removed"
 	ReasonKept     Reason = "container carries " + LabelKeep + "=true"
 	ReasonRecent   Reason = "last alive within the stale threshold"
+	ReasonUnknown  Reason = "container state unknown"
 )
 
 // Verdict is the stale rule applied to one instance.
@@ -75,35 +91,40 @@ type Verdict struct {
 	Reason    Reason
 }
 
-// LastAlive is the last time the instance is known to have been running:
-// the later of the store's last_alive_at and Docker's FinishedAt, so that a
-// restarted exporter still knows when a container really stopped. An
-// instance never seen running counts from its row's creation.
+// LastAlive is the latest sign of life of an instance: the store's
+// last_alive_at, the row's creation, and Docker's Created and FinishedAt of
+// its container. FinishedAt lets a restarted exporter know when a container
+// really stopped; Created and the row's creation keep a redeploy in progress
+// (a new container not started yet) from looking as old as the instance.
 func LastAlive(in store.Instance, c Container) time.Time {
 	last := in.LastAliveAt
-	if c.FinishedAt.After(last) {
-		last = c.FinishedAt
-	}
-	if last.IsZero() {
-		return in.CreatedAt
+	for _, t := range []time.Time{in.CreatedAt, c.Created, c.FinishedAt} {
+		if t.After(last) {
+			last = t
+		}
 	}
 	return last
 }
 
 // Judge is the stale rule, the only place it is written: an instance is
-// stale when its container is not running, it was last alive longer ago than
-// the threshold, its status is not removing, and it is not kept.
+// stale when its container is known not to be running (exited, created, dead
+// or missing), its latest sign of life (see LastAlive) is older than the
+// threshold, its status is not removing, and it is not kept. A container
+// younger than the threshold is therefore never stale, and neither is one
+// whose state is unknown.
 func Judge(in store.Instance, c Container, threshold time.Duration, now time.Time) Verdict {
 	v := Verdict{LastAlive: LastAlive(in, c)}
 	switch {
 	case c.Running():
 		v.LastAlive = now
 		v.Reason = ReasonRunning
+	case c.Unknown:
+		v.Reason = ReasonUnknown
 	case in.Status == store.StatusRemoving:
 		v.Reason = ReasonRemoving
 	case c.Kept():
 		v.Reason = ReasonKept
-	case now.Sub(v.LastAlive) <= threshold:
+	case threshold <= 0 || now.Sub(v.LastAlive) <= threshold:
 		v.Reason = ReasonRecent
 	default:
 		v.Stale, v.Reason = true, ReasonStale
@@ -111,13 +132,26 @@ func Judge(in store.Instance, c Container, threshold time.Duration, now time.Tim
 	return v
 }
 
+// MaxThresholdDays bounds the threshold: 100 years, far below the ~292 years
+// a time.Duration holds, so that no setting can wrap around to negative.
+const MaxThresholdDays = 36500
+
+// MaxThreshold is MaxThresholdDays as a duration.
+const MaxThreshold = MaxThresholdDays * 24 * time.Hour
+
 // Threshold is the stale threshold in force: the override when set, else
-// the store's settings.stale_threshold_days.
-func Threshold(override time.Duration, days int) time.Duration {
-	if override > 0 {
-		return override
+// the store's settings.stale_threshold_days. A value out of range (not
+// positive, or over 100 years) is an error, never a wrap: callers fail safe.
+func Threshold(override time.Duration, days int64) (time.Duration, error) {
+	switch {
+	case override < 0 || override > MaxThreshold:
+		return 0, fmt.Errorf("stale threshold override %s is out of range (more than 0, at most %d days)", override, MaxThresholdDays)
+	case override > 0:
+		return override, nil
+	case days < 1 || days > MaxThresholdDays:
+		return 0, fmt.Errorf("settings.stale_threshold_days = %d is out of range (1 to %d)", days, MaxThresholdDays)
 	}
-	return time.Duration(days) * 24 * time.Hour
+	return time.Duration(days) * 24 * time.Hour, nil
 }
 
 func containerFromInspect(res container.InspectResponse) (Container, error) {
@@ -128,6 +162,11 @@ func containerFromInspect(res container.InspectResponse) (Container, error) {
 	if res.State != nil {
 		c.State = string(res.State.Status)
 	}
+	created, err := parseDockerTime("Created", res.Created)
+	if err != nil {
+		return c, err
+	}
+	c.Created = created
 	finished, err := FinishedAt(res.State)
 	c.FinishedAt = finished
 	return c, err

@@ -19,6 +19,10 @@ const (
 // ErrNotFound is returned when an instance does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrNoSettings is returned when the settings table has no row, so there is
+// no stale threshold to read.
+var ErrNoSettings = errors.New("table settings has no row: insert one with stale_threshold_days")
+
 // Instance is one row of instances, with the names of its project and stage.
 type Instance struct {
 	ID          string
@@ -52,15 +56,15 @@ func scanInstance(row pgx.Row) (Instance, error) {
 // Inventory is what one scan reads from the store.
 type Inventory struct {
 	Instances     []Instance
-	ThresholdDays int
+	ThresholdDays int64
 }
 
 // ReadInventory reads every instance and the stale threshold in one round trip.
 func (s *Store) ReadInventory(ctx context.Context) (Inventory, error) {
 	var inv Inventory
 	batch := &pgx.Batch{}
-	batch.Queue("SELECT stale_threshold_days FROM settings LIMIT 1").QueryRow(func(row pgx.Row) error {
-		return row.Scan(&inv.ThresholdDays)
+	batch.Queue(thresholdQuery).QueryRow(func(row pgx.Row) error {
+		return scanThreshold(row, &inv.ThresholdDays)
 	})
 	batch.Queue("SELECT " + instanceColumns + " ORDER BY i.id").Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -90,10 +94,20 @@ func (s *Store) Instance(ctx context.Context, id string) (Instance, error) {
 	return in, nil
 }
 
+const thresholdQuery = "SELECT stale_threshold_days::bigint FROM settings LIMIT 1"
+
+func scanThreshold(row pgx.Row, days *int64) error {
+	err := row.Scan(days)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNoSettings
+	}
+	return err
+}
+
 // ThresholdDays reads settings.stale_threshold_days.
-func (s *Store) ThresholdDays(ctx context.Context) (int, error) {
-	var days int
-	if err := s.pool.QueryRow(ctx, "SELECT stale_threshold_days FROM settings LIMIT 1").Scan(&days); err != nil {
+func (s *Store) ThresholdDays(ctx context.Context) (int64, error) {
+	var days int64
+	if err := scanThreshold(s.pool.QueryRow(ctx, thresholdQuery), &days); err != nil {
 		return 0, fmt.Errorf("read stale threshold: %w", err)
 	}
 	return days, nil
@@ -122,6 +136,9 @@ type Adoption struct {
 	ImageTag    string
 	Status      string
 	LastAliveAt time.Time
+	// CreatedAt is when the container was created: the instance is as old
+	// as its container, not as its adoption.
+	CreatedAt time.Time
 }
 
 // Adopt creates the project, stage and instance rows for a container the
@@ -137,13 +154,10 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 			ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id::text`, projectID, a.StageName).Scan(&stageID); err != nil {
 			return fmt.Errorf("upsert stage: %w", err)
 		}
-		var lastAlive *time.Time
-		if !a.LastAliveAt.IsZero() {
-			lastAlive = &a.LastAliveAt
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, status, last_alive_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-			a.InstanceID, stageID, projectID, a.ContainerID, a.ImageTag, a.Status, lastAlive)
+		lastAlive := nullTime(a.LastAliveAt)
+		tag, err := tx.Exec(ctx, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, status, last_alive_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now())) ON CONFLICT (id) DO NOTHING`,
+			a.InstanceID, stageID, projectID, a.ContainerID, a.ImageTag, a.Status, lastAlive, nullTime(a.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
 		}
@@ -161,6 +175,13 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 		return fmt.Errorf("adopt container %s: %w", ShortID(a.ContainerID), err)
 	}
 	return nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // ShortID is the 12-character form of a container id, as docker ps shows it.

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -107,4 +108,16 @@ func applyMigration(ctx context.Context, conn *pgx.Conn, name, version string) e
 		}
 		return nil
 	})
+}
+
+// IsInvalidData reports whether PostgreSQL refused a statement for its data
+// (SQLSTATE class 22, data exception, such as a NUL byte in text; class 54,
+// program limit exceeded, such as an index row too large): retrying the same
+// data fails the same way, so it is bad input, not an unavailable store.
+func IsInvalidData(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")
 }

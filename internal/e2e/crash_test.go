@@ -51,11 +51,12 @@ func TestKilledMidCleanupIsResumed(t *testing.T) {
 	env := append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	// A 2s Docker timeout gives a 2s window to kill it mid-removal, and an
 	// 18s lease (4 x timeout + 10s) before another process may resume.
-	args := []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=1h", "--docker.timeout=2s"}
+	args := []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + threshold.String(), "--docker.timeout=2s"}
 
 	first := testenv.FreeAddr(t)
 	doomed := testenv.Start(t, env, binary, append(args, "--web.listen-address="+first, "--docker.host="+removeBlockingDocker(t))...)
 	testenv.WaitHTTP(t, "http://"+first+"/-/ready", 20*time.Second)
+	time.Sleep(threshold) // the container ages past the threshold
 	go func() {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+first+"/api/containers/stale/"+id+"/cleanup", nil)
 		req.Header.Set("Authorization", "Bearer "+secret)

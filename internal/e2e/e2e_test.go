@@ -122,7 +122,7 @@ func TestPipeline(t *testing.T) {
 	binary := buildExporter(t, dir)
 	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
-		"--web.listen-address="+exporterAddr, "--api.tokens-file="+tokensFile, "--stale.threshold=1h",
+		"--web.listen-address="+exporterAddr, "--api.tokens-file="+tokensFile, "--stale.threshold="+threshold.String(),
 		"--collector.scan-interval=2s", "--collector.cache-ttl=500ms")
 	testenv.WaitHTTP(t, "http://"+exporterAddr+"/-/ready", 20*time.Second)
 
@@ -208,6 +208,11 @@ func TestPipeline(t *testing.T) {
 	})
 	t.Logf("pipeline test took %s", time.Since(started).Round(time.Second))
 }
+
+// threshold is the exporters' stale threshold in these tests: a container's
+// creation is a sign of life, so the containers a test creates become stale
+// this long after it.
+const threshold = 2 * time.Second
 
 // tokenFile writes a tokens file with one new token of role and returns the
 // token and the file.

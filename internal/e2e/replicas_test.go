@@ -40,10 +40,11 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 	for range 2 {
 		addr := testenv.FreeAddr(t)
 		testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
-			"--web.listen-address="+addr, "--api.tokens-file="+tokensFile, "--stale.threshold=1h", "--cleanup.workers=2")
+			"--web.listen-address="+addr, "--api.tokens-file="+tokensFile, "--stale.threshold="+threshold.String(), "--cleanup.workers=2")
 		testenv.WaitHTTP(t, "http://"+addr+"/-/ready", 20*time.Second)
 		addrs = append(addrs, addr)
 	}
+	time.Sleep(threshold) // the containers age past the threshold
 
 	var wg sync.WaitGroup
 	statuses := make(chan int, 4*len(stale))

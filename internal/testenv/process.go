@@ -119,25 +119,32 @@ func WaitHTTP(tb testing.TB, url string, timeout time.Duration) {
 	tb.Fatalf("%s did not answer 200 within %s", url, timeout)
 }
 
+// engine forwards requests to the local Docker socket.
+var engine = &httputil.ReverseProxy{
+	Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
+	Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
+	}},
+}
+
+// ForwardToDocker sends a request a DockerProxy intercepted on to the engine
+// and writes its answer to w, so that an intercept can let the engine act
+// and then lose or change the answer.
+func ForwardToDocker(w http.ResponseWriter, r *http.Request) { engine.ServeHTTP(w, r) }
+
 // DockerProxy fronts the local Docker socket on a loopback port, so that a
 // test can see the real engine fail. intercept may answer a request itself
 // (returning true); otherwise the request goes to the engine. It returns a
 // DOCKER_HOST value.
 func DockerProxy(tb testing.TB, intercept func(w http.ResponseWriter, r *http.Request) bool) string {
 	tb.Helper()
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
-		}},
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !intercept(w, r) {
-			proxy.ServeHTTP(w, r)
+			ForwardToDocker(w, r)
 		}
 	})}
 	go func() { _ = srv.Serve(ln) }()

@@ -1,0 +1,304 @@
+package cleanup_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/storetest"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// settings.stale_threshold_days of 365000 ("practically never") wrapped a
+// time.Duration negative, and REST and webhook cleanups removed containers
+// stopped minutes before. Out of range now fails every cleanup.
+func TestThresholdOutOfRangeRemovesNothing(t *testing.T) {
+	e := newEnv(t, envOptions{storeThreshold: true, now: time.Now})
+	e.runningInstances(3)
+	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-time.Hour), LastAliveAt: time.Now().Add(-3 * time.Minute)})
+	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}, Start: true, Exit: true})
+	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+	e.db.Exec(t, "ALTER TABLE settings DROP CONSTRAINT IF EXISTS settings_stale_threshold_days_check")
+	e.db.Exec(t, "UPDATE settings SET stale_threshold_days = 365000")
+
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	if r.status == http.StatusOK || !strings.Contains(r.Error, "out of range") {
+		t.Fatalf("REST cleanup with an out-of-range threshold: %d %q", r.status, r.Error)
+	}
+	r = e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	if r.status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", r.status, r.Error)
+	}
+	if result, reason := e.waitJobs(id); result == store.ResultRemoved || !strings.Contains(reason, "out of range") {
+		t.Fatalf("webhook job: %s %q", result, reason)
+	}
+	if !e.containerExists(cid) || !e.instanceExists(id) || e.instanceStatus(id) != store.StatusStopped {
+		t.Fatal("a container stopped 3 minutes ago was removed, or its row changed")
+	}
+}
+
+// A 30-day-old instance whose platform just created its new container (not
+// started yet) is a redeploy in progress: it must not be removed.
+func TestRedeployInProgressIsNotRemoved(t *testing.T) {
+	e := newEnv(t, envOptions{now: time.Now})
+	monthAgo := time.Now().Add(-30 * 24 * time.Hour)
+	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: monthAgo, LastAliveAt: monthAgo, Status: "deploying"})
+	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}})
+	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	if r.status != http.StatusConflict || !strings.Contains(r.Error, "not stale") {
+		t.Fatalf("cleanup of a redeploy in progress: %d %q, want 409 not stale", r.status, r.Error)
+	}
+	if !e.containerExists(cid) || e.instanceStatus(id) != "deploying" {
+		t.Fatal("the new container or its row was touched")
+	}
+}
+
+// The engine removes the container but the client never gets the answer
+// (connection cut, engine restarting): the job must still say removed.
+func TestRemoveAnswerLostAfterEngineActed(t *testing.T) {
+	testenv.Docker(t)
+	var cut atomic.Int64
+	host := testenv.DockerProxy(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodDelete {
+			return false
+		}
+		// Let the engine act, then drop the answer.
+		rec := &discardWriter{header: http.Header{}}
+		testenv.ForwardToDocker(rec, r)
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+		cut.Add(1)
+		return true
+	})
+	e := newEnv(t, envOptions{dockerHost: host})
+	id, cid := e.staleInstance("shop")
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("cleanup whose answer was lost: %d %q, want 200 removed", r.status, r.Error)
+	}
+	if cut.Load() != 1 || e.containerExists(cid) || e.instanceExists(id) || e.removalEvents(id) != 1 {
+		t.Fatalf("cut=%d container=%v row=%v events=%d: container, row and event log disagree",
+			cut.Load(), e.containerExists(cid), e.instanceExists(id), e.removalEvents(id))
+	}
+}
+
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(status int)      { d.status = status }
+
+// failingFinish fails the first FinishRemoved, as a PostgreSQL gone right
+// after the engine removed the container would.
+type failingFinish struct {
+	cleanup.Store
+	failed atomic.Bool
+}
+
+func (f *failingFinish) FinishRemoved(ctx context.Context, job store.Job, event store.Event) error {
+	if f.failed.CompareAndSwap(false, true) {
+		return errors.New("connection refused (injected)")
+	}
+	return f.Store.FinishRemoved(ctx, job, event)
+}
+
+// A job that already removed the container and lost the store before it
+// could record it must finish its removal when resumed, even if the
+// mass-stale guard would now refuse a new one.
+func TestResumedJobFinishesItsRemoval(t *testing.T) {
+	e := newEnv(t, envOptions{lease: 2 * time.Second, wrapStore: func(s cleanup.Store) cleanup.Store { return &failingFinish{Store: s} }})
+	e.runningInstances(3)
+	id, cid := e.staleInstance("shop")
+	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	if r.status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", r.status, r.Error)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for e.containerExists(cid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e.containerExists(cid) {
+		t.Fatal("the container was never removed")
+	}
+	// Now most instances look stale: a re-judged job would be refused.
+	for range 5 {
+		e.staleInstance("other")
+	}
+	if result, reason := e.waitJobs(id); result != store.ResultRemoved {
+		t.Fatalf("resumed job: %s %q, want removed", result, reason)
+	}
+	if e.instanceExists(id) || e.removalEvents(id) != 1 || e.db.Count(t, "SELECT count(*) FROM instances WHERE status = 'removing'") != 0 {
+		t.Fatal("row, event log and job disagree after the resumed removal")
+	}
+}
+
+func TestPoisonWebhookAlertsAreInvalidNotRetried(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.runningInstances(3)
+	id, cid := e.staleInstance("shop")
+	nulLabel := staleAlert(id, cid, false, time.Now())
+	nulLabel.Labels["project_name"] = "sh\x00op"
+	nulLabel.Fingerprint = "fp-nul-label"
+	nulAnnotation := staleAlert(id, cid, false, time.Now())
+	nulAnnotation.Annotations["summary"] = "stale\x00"
+	nulAnnotation.Fingerprint = "fp-nul-annotation"
+	longFingerprint := staleAlert(id, cid, false, time.Now())
+	longFingerprint.Fingerprint = strings.Repeat("f", 8000)
+	good := staleAlert(id, cid, false, time.Now())
+
+	payload := webhookPayload(nulLabel, nulAnnotation, longFingerprint, good)
+	payload["truncatedAlerts"] = 7
+	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, payload)
+	if r.status != http.StatusOK {
+		t.Fatalf("poison delivery: %d %q, want 200 (Alertmanager retries 5xx forever)", r.status, r.Error)
+	}
+	got := decode[struct {
+		Alerts []struct {
+			Result string `json:"result"`
+			Detail string `json:"detail"`
+		} `json:"alerts"`
+	}](t, r.Data)
+	want := []string{cleanup.AlertInvalid, cleanup.AlertInvalid, cleanup.AlertInvalid, cleanup.AlertRecorded}
+	for i, a := range got.Alerts {
+		if i >= len(want) || a.Result != want[i] {
+			t.Errorf("alert %d: %s (%s), want %v", i, a.Result, a.Detail, want)
+		}
+	}
+	if n := counterValue(t, e, "stale_exporter_webhook_alerts_total", map[string]string{"result": "invalid"}); n != 3 {
+		t.Errorf("invalid alerts counted: %v, want 3", n)
+	}
+	if n := counterValue(t, e, "stale_exporter_webhook_truncated_alerts_total", nil); n != 7 {
+		t.Errorf("truncated alerts counted: %v, want 7", n)
+	}
+	if n := e.db.Count(t, "SELECT count(*) FROM event_log WHERE severity = 'warning'"); n != 1 {
+		t.Errorf("warnings recorded: %d, want 1 (the valid alert)", n)
+	}
+}
+
+func TestAmbiguousBodiesAreRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.runningInstances(3)
+	id, cid := e.staleInstance("shop")
+	const bulk, hook = "/api/containers/stale/cleanup", "/api/alertmanager/webhook"
+	alert := `{"status":"firing","labels":{"alertname":"StaleContainer","instance_id":"` + id + `","action":"cleanup"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"f1"}`
+	for _, c := range []struct {
+		name, path string
+		role       cleanup.Role
+		body       string
+		errorHas   string
+	}{
+		{"duplicate dry_run", bulk, cleanup.RoleAdmin, `{"dry_run": true, "dry_run": false, "max": 1}`, "appears twice"},
+		{"null dry_run", bulk, cleanup.RoleAdmin, `{"dry_run": null}`, "null"},
+		{"null max", bulk, cleanup.RoleAdmin, `{"max": null}`, "null"},
+		{"null body", bulk, cleanup.RoleAdmin, `null`, "null"},
+		{"dry_run as string", bulk, cleanup.RoleAdmin, `{"dry_run": "false"}`, "cannot unmarshal"},
+		{"dry_run as number", bulk, cleanup.RoleAdmin, `{"dry_run": 0}`, "cannot unmarshal"},
+		{"max as string", bulk, cleanup.RoleAdmin, `{"max": "1"}`, "cannot unmarshal"},
+		{"max fractional", bulk, cleanup.RoleAdmin, `{"max": 1.5}`, "cannot unmarshal"},
+		{"max huge", bulk, cleanup.RoleAdmin, `{"max": 1e30}`, "cannot unmarshal"},
+		{"body an array", bulk, cleanup.RoleAdmin, `[{"dry_run": true}]`, "cannot unmarshal"},
+		{"trailing data", bulk, cleanup.RoleAdmin, `{"dry_run": true} {"dry_run": false}`, "trailing"},
+		{"deeply nested", bulk, cleanup.RoleAdmin, strings.Repeat("[", 100) + strings.Repeat("]", 100), "nested"},
+		{"webhook alerts twice", hook, cleanup.RoleAlertmanager, `{"alerts":[], "alerts":[` + alert + `]}`, "appears twice"},
+		{"webhook null alerts", hook, cleanup.RoleAlertmanager, `{"alerts": null}`, "null"},
+		{"webhook label twice", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":"none","action":"cleanup"}}]}`, "appears twice"},
+		{"webhook null label", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":null}}]}`, "null"},
+		{"webhook status as number", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":1}]}`, "cannot unmarshal"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(http.MethodPost, c.path, c.role, "application/json", []byte(c.body))
+			if r.status != http.StatusBadRequest || !strings.Contains(r.Error, c.errorHas) {
+				t.Fatalf("%d %q, want 400 with %q", r.status, r.Error, c.errorHas)
+			}
+		})
+	}
+	if !e.containerExists(cid) || !e.instanceExists(id) || e.db.Count(t, "SELECT count(*) FROM cleanup_jobs") != 0 {
+		t.Fatal("an ambiguous body started a cleanup")
+	}
+}
+
+// hangingStore blocks every call while hung, as a SIGSTOPped PostgreSQL does.
+type hangingStore struct {
+	cleanup.Store
+	hung atomic.Bool
+}
+
+func (h *hangingStore) wait(ctx context.Context) error {
+	if !h.hung.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (h *hangingStore) Instance(ctx context.Context, id string) (store.Instance, error) {
+	if err := h.wait(ctx); err != nil {
+		return store.Instance{}, err
+	}
+	return h.Store.Instance(ctx, id)
+}
+
+func (h *hangingStore) RecentJobs(ctx context.Context, limit int) ([]store.Job, error) {
+	if err := h.wait(ctx); err != nil {
+		return nil, err
+	}
+	return h.Store.RecentJobs(ctx, limit)
+}
+
+func (h *hangingStore) RecordAlert(ctx context.Context, occ store.AlertOccurrence, event store.Event, req *store.JobRequest) (bool, store.Job, error) {
+	if err := h.wait(ctx); err != nil {
+		return false, store.Job{}, err
+	}
+	return h.Store.RecordAlert(ctx, occ, event, req)
+}
+
+// Every handler that touches the store has a deadline and answers 503 when
+// the store hangs.
+func TestHangingStoreAnswers503(t *testing.T) {
+	var hanging *hangingStore
+	e := newEnv(t, envOptions{storeTimeout: 300 * time.Millisecond, noWorkers: true, wrapStore: func(s cleanup.Store) cleanup.Store {
+		hanging = &hangingStore{Store: s}
+		return hanging
+	}})
+	id, cid := e.staleInstance("shop")
+	hanging.hung.Store(true)
+	for _, c := range []struct {
+		name, method, path string
+		role               cleanup.Role
+		body               string
+	}{
+		{"cleanup one", http.MethodPost, "/api/containers/stale/" + id + "/cleanup", cleanup.RoleOperator, ""},
+		{"webhook", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, mustJSON(t, webhookPayload(staleAlert(id, cid, true, time.Now())))},
+		{"list cleanups", http.MethodGet, "/api/cleanups", cleanup.RoleViewer, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			ct := ""
+			if c.body != "" {
+				ct = "application/json"
+			}
+			r := e.do(c.method, c.path, c.role, ct, []byte(c.body))
+			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.Error, "store unavailable") {
+				t.Fatalf("%d %q, want 503 store unavailable", r.status, r.Error)
+			}
+			t.Logf("answered in %s", time.Since(start).Round(time.Millisecond))
+		})
+	}
+	hanging.hung.Store(false)
+	if !e.containerExists(cid) || e.db.Count(t, "SELECT count(*) FROM cleanup_jobs") != 0 {
+		t.Fatal("a request that answered 503 left a job or removed the container")
+	}
+}

@@ -114,6 +114,7 @@ func (a *API) authorize(roles []Role, mutating bool, h handler) httprouter.Handl
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		if a.cfg.Tokens == nil {
 			if mutating {
+				w.Header().Set("Connection", "close")
 				writeError(w, http.StatusForbidden, "cleanup is disabled: no tokens file is configured (--api.tokens-file)", nil)
 				return
 			}
@@ -122,11 +123,15 @@ func (a *API) authorize(roles []Role, mutating bool, h handler) httprouter.Handl
 		}
 		name, role, err := a.cfg.Tokens.Authenticate(r.Header.Get("Authorization"))
 		if err != nil {
+			// The body of an unauthenticated request is never read, and
+			// closing keeps the server from draining it for keep-alive.
+			w.Header().Set("Connection", "close")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stale-exporter"`)
 			writeError(w, http.StatusUnauthorized, err.Error(), nil)
 			return
 		}
 		if !slices.Contains(roles, role) {
+			w.Header().Set("Connection", "close")
 			names := make([]string, len(roles))
 			for i, r := range roles {
 				names[i] = string(r)

@@ -70,6 +70,7 @@ func LoadTokens(path string) (*Tokens, error) {
 	}
 	t := &Tokens{}
 	names := map[string]bool{}
+	digests := map[string]string{}
 	for i, e := range f.Tokens {
 		digest, err := hex.DecodeString(e.SHA256)
 		switch {
@@ -82,6 +83,10 @@ func LoadTokens(path string) (*Tokens, error) {
 		case err != nil || len(digest) != sha256.Size:
 			return nil, fmt.Errorf("tokens file %s: token %q: sha256 must be 64 hex digits", path, e.Name)
 		}
+		if other, ok := digests[strings.ToLower(e.SHA256)]; ok {
+			return nil, fmt.Errorf("tokens file %s: tokens %q and %q have the same sha256: one token cannot have two roles", path, other, e.Name)
+		}
+		digests[strings.ToLower(e.SHA256)] = e.Name
 		names[e.Name] = true
 		t.tokens = append(t.tokens, token{name: e.Name, role: e.Role, digest: digest})
 	}

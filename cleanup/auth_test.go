@@ -12,13 +12,14 @@ import (
 func TestLoadTokensRefusesBadFiles(t *testing.T) {
 	const digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	for name, c := range map[string]struct{ file, errorHas string }{
-		"bad role":      {"tokens:\n  - {name: a, role: root, sha256: " + digest + "}\n", "role"},
-		"short digest":  {"tokens:\n  - {name: a, role: viewer, sha256: abc}\n", "64 hex"},
-		"no name":       {"tokens:\n  - {role: viewer, sha256: " + digest + "}\n", "no name"},
-		"duplicate":     {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n  - {name: a, role: admin, sha256: " + digest + "}\n", "twice"},
-		"unknown field": {"tokens:\n  - {name: a, role: viewer, token: secret}\n", "token"},
-		"empty":         {"tokens: []\n", "no tokens"},
-		"not YAML":      {"tokens: [\n", "parse"},
+		"bad role":              {"tokens:\n  - {name: a, role: root, sha256: " + digest + "}\n", "role"},
+		"short digest":          {"tokens:\n  - {name: a, role: viewer, sha256: abc}\n", "64 hex"},
+		"no name":               {"tokens:\n  - {role: viewer, sha256: " + digest + "}\n", "no name"},
+		"duplicate":             {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n  - {name: a, role: admin, sha256: " + digest + "}\n", "twice"},
+		"one digest, two roles": {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n  - {name: b, role: admin, sha256: " + strings.ToUpper(digest) + "}\n", "same sha256"},
+		"unknown field":         {"tokens:\n  - {name: a, role: viewer, token: secret}\n", "token"},
+		"empty":                 {"tokens: []\n", "no tokens"},
+		"not YAML":              {"tokens: [\n", "parse"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "tokens.yml")

@@ -85,6 +85,8 @@ type Result struct {
 	// LastSuccess is the time of the last successful scan, zero if none.
 	LastSuccess time.Time
 	Err         error
+	// Seq numbers the scans of a Scanner, from 1; 0 is no scan yet.
+	Seq uint64
 }
 
 // Scanner runs scans, coalescing concurrent requests into one.
@@ -99,6 +101,7 @@ type Scanner struct {
 	latest   Result
 	good     *Snapshot
 	attempt  time.Time // when the latest scan started
+	seq      uint64    // scans finished
 	// finishedAt caches Docker's FinishedAt by container id; a stopped
 	// container's is fixed until it runs again.
 	finishedAt map[string]time.Time
@@ -201,6 +204,8 @@ func (s *Scanner) startLocked() {
 		} else {
 			s.logger.Warn("scan failed", "err", r.Err)
 		}
+		s.seq++
+		r.Seq = s.seq
 		s.latest = r
 		s.inflight = nil
 		s.mu.Unlock()

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,46 +13,16 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/julienschmidt/httprouter"
 	"github.com/moby/moby/client"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	appcore "github.com/docker-watcher/stale-exporter/internal/app"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
-	"github.com/docker-watcher/stale-exporter/store"
 )
-
-const exporterName = "stale_exporter"
-
-type serveFlags struct {
-	web            *web.FlagConfig
-	storeDSN       string
-	dockerHost     string
-	dockerTimeout  time.Duration
-	adopt          bool
-	threshold      time.Duration
-	cacheTTL       time.Duration
-	scanInterval   time.Duration
-	maxSnapshotAge time.Duration
-	tokensFile     string
-	workers        int
-	maxPerRequest  int
-	maxStaleRatio  float64
-	dryRun         bool
-	cleanupWait    time.Duration
-}
-
-// maxBodyBytes caps API and webhook request bodies.
-const maxBodyBytes = 1 << 20
 
 func main() {
 	app := kingpin.New("stale-exporter", "Exports containers a deploy platform left behind, and cleans them up.")
@@ -63,31 +32,37 @@ func main() {
 	app.HelpFlag.Short('h')
 
 	serve := app.Command("serve", "Run the exporter (the default).").Default()
-	var f serveFlags
-	f.web = kingpinflag.AddFlags(serve, ":9817")
+	var f appcore.Config
+	f.Web = kingpinflag.AddFlags(serve, ":9817")
+	serve.Flag("web.read-timeout", "Longest time to read a whole request, body included.").Default("30s").DurationVar(&f.ReadTimeout)
+	serve.Flag("web.write-timeout", "Longest time to answer a request; must outlast --cleanup.wait.").Default("1m").DurationVar(&f.WriteTimeout)
+	serve.Flag("web.idle-timeout", "How long an idle keep-alive connection is kept.").Default("1m").DurationVar(&f.IdleTimeout)
+	serve.Flag("web.max-requests", "Most scrapes of /metrics served at once; more get 503. 0 means no limit.").
+		Default("40").IntVar(&f.MaxRequests)
 	serve.Flag("store.dsn", "PostgreSQL connection string of the platform database.").
-		Envar("STALE_EXPORTER_STORE_DSN").Required().StringVar(&f.storeDSN)
+		Envar("STALE_EXPORTER_STORE_DSN").Required().StringVar(&f.StoreDSN)
+	serve.Flag("store.timeout", "Longest time a request waits for PostgreSQL before answering 503.").Default("5s").DurationVar(&f.StoreTimeout)
 	serve.Flag("docker.host", "Docker Engine API address.").
-		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.dockerHost)
-	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.dockerTimeout)
+		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.DockerHost)
+	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.DockerTimeout)
 	serve.Flag("docker.adopt", "Create instance rows for containers with docker-watcher labels that the store lacks.").
-		BoolVar(&f.adopt)
-	serve.Flag("stale.threshold", "Override settings.stale_threshold_days with a duration (e.g. 90s, 36h).").
-		DurationVar(&f.threshold)
-	serve.Flag("collector.cache-ttl", "Reuse a scan younger than this for later scrapes.").Default("5s").DurationVar(&f.cacheTTL)
-	serve.Flag("collector.scan-interval", "Scan in the background this often, scraped or not.").Default("1m").DurationVar(&f.scanInterval)
+		BoolVar(&f.Adopt)
+	serve.Flag("stale.threshold", "Override settings.stale_threshold_days with a duration (e.g. 90s, 36h; at most 100 years).").
+		DurationVar(&f.Threshold)
+	serve.Flag("collector.cache-ttl", "Reuse a scan younger than this for later scrapes.").Default("5s").DurationVar(&f.CacheTTL)
+	serve.Flag("collector.scan-interval", "Scan in the background this often, scraped or not.").Default("1m").DurationVar(&f.ScanInterval)
 	serve.Flag("collector.max-snapshot-age", "While scans fail, keep serving the last good snapshot this long.").
-		Default("5m").DurationVar(&f.maxSnapshotAge)
+		Default("5m").DurationVar(&f.MaxSnapshotAge)
 
 	serve.Flag("api.tokens-file", "YAML file of API bearer tokens (name, role, sha256). Without it cleanup endpoints are closed.").
-		StringVar(&f.tokensFile)
-	serve.Flag("cleanup.workers", "Cleanup jobs carried out at once by this process.").Default("4").IntVar(&f.workers)
-	serve.Flag("cleanup.max-per-request", "Most instances one bulk cleanup request may clean.").Default("100").IntVar(&f.maxPerRequest)
+		StringVar(&f.TokensFile)
+	serve.Flag("cleanup.workers", "Cleanup jobs carried out at once by this process.").Default("4").IntVar(&f.Workers)
+	serve.Flag("cleanup.max-per-request", "Most instances one bulk cleanup request may clean.").Default("100").IntVar(&f.MaxPerRequest)
 	serve.Flag("cleanup.max-stale-ratio", "Refuse bulk and webhook cleanups while more than this share of instances is stale.").
-		Default("0.5").Float64Var(&f.maxStaleRatio)
-	serve.Flag("cleanup.dry-run", "Make every cleanup a dry run: report, remove nothing.").BoolVar(&f.dryRun)
+		Default("0.5").Float64Var(&f.MaxStaleRatio)
+	serve.Flag("cleanup.dry-run", "Make every cleanup a dry run: report, remove nothing.").BoolVar(&f.DryRun)
 	serve.Flag("cleanup.wait", "How long a cleanup request waits for its jobs before answering 202.").
-		Default("10s").DurationVar(&f.cleanupWait)
+		Default("10s").DurationVar(&f.CleanupWait)
 
 	tokenCmd := app.Command("token", "Print a new random API token and its tokens-file entry.")
 	tokenName := tokenCmd.Flag("name", "Name of the token, shown in the audit log.").Required().String()
@@ -162,131 +137,14 @@ func printToken(name string, role cleanup.Role) error {
 	return nil
 }
 
-func run(f serveFlags, logger *slog.Logger) error {
+// run starts the exporter and serves until SIGINT or SIGTERM.
+func run(cfg appcore.Config, logger *slog.Logger) error {
 	logger.Info("starting stale-exporter", "version", version.Info(), "build_context", version.BuildContext())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	switch {
-	case f.workers < 1:
-		return fmt.Errorf("--cleanup.workers must be at least 1, got %d", f.workers)
-	case f.maxPerRequest < 1:
-		return fmt.Errorf("--cleanup.max-per-request must be at least 1, got %d", f.maxPerRequest)
-	case f.maxStaleRatio <= 0 || f.maxStaleRatio > 1:
-		return fmt.Errorf("--cleanup.max-stale-ratio must be in (0, 1], got %g", f.maxStaleRatio)
-	case f.dockerTimeout <= 0 || f.scanInterval <= 0:
-		return errors.New("--docker.timeout and --collector.scan-interval must be positive")
-	}
-	var tokens *cleanup.Tokens
-	if f.tokensFile != "" {
-		var err error
-		if tokens, err = cleanup.LoadTokens(f.tokensFile); err != nil {
-			return err
-		}
-	} else {
-		logger.Warn("no --api.tokens-file: cleanup endpoints and the webhook are closed")
-	}
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := store.Open(startCtx, f.storeDSN)
+	a, err := appcore.New(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := st.Migrate(startCtx); err != nil {
-		return err
-	}
-	docker, err := client.New(client.WithHost(f.dockerHost))
-	if err != nil {
-		return fmt.Errorf("docker client for %s: %w", f.dockerHost, err)
-	}
-	defer docker.Close()
-	pingCtx, cancelPing := context.WithTimeout(startCtx, f.dockerTimeout)
-	defer cancelPing()
-	if _, err := docker.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("connect to Docker at %s: %w", f.dockerHost, err)
-	}
-
-	scanner := collector.NewScanner(docker, st, collector.Config{
-		Threshold:      f.threshold,
-		CacheTTL:       f.cacheTTL,
-		MaxSnapshotAge: f.maxSnapshotAge,
-		DockerTimeout:  f.dockerTimeout,
-		Adopt:          f.adopt,
-	}, logger)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collector.New(scanner, 2*f.dockerTimeout),
-		versioncollector.NewCollector(exporterName),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-
-	svc := cleanup.NewService(st, docker, scanner, cleanup.Config{
-		Workers:       f.workers,
-		Threshold:     f.threshold,
-		DockerTimeout: f.dockerTimeout,
-		MaxStaleRatio: f.maxStaleRatio,
-		DryRun:        f.dryRun,
-	}, reg, logger)
-
-	router := httprouter.New()
-	cleanup.NewAPI(svc, scanner, cleanup.APIConfig{
-		Tokens:        tokens,
-		Wait:          f.cleanupWait,
-		MaxPerRequest: f.maxPerRequest,
-		MaxBodyBytes:  maxBodyBytes,
-	}, logger).Register(router)
-	router.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
-	}))
-	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintln(w, "Healthy")
-	})
-	router.HandlerFunc(http.MethodGet, "/-/ready", func(w http.ResponseWriter, r *http.Request) {
-		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := st.Ping(pctx); err != nil {
-			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = fmt.Fprintln(w, "Ready")
-	})
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "stale-exporter",
-		Description: "Containers a deploy platform left behind",
-		Version:     version.Info(),
-		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics"},
-			{Address: "/api/containers/stale", Text: "Stale containers (JSON)"},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("landing page: %w", err)
-	}
-	router.NotFound = cleanup.NotFound(landing)
-
-	go scanner.Run(ctx, f.scanInterval)
-	workersDone := make(chan struct{})
-	go func() {
-		svc.Run(ctx)
-		close(workersDone)
-	}()
-
-	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, f.web, logger) }()
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve HTTP: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelShutdown()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shut down HTTP: %w", err)
-	}
-	<-workersDone
-	return nil
+	return a.Run(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,9 +38,27 @@ func TestMain(m *testing.M) {
 
 func TestStartupErrorsAreOneClearLine(t *testing.T) {
 	db := storetest.New(t)
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yml")
+	webConfig := filepath.Join(dir, "web.yml")
+	writeFile(t, tokens, "tokens:\n  - {name: a, role: admin, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}\n")
+	writeFile(t, webConfig, "basic_auth_users:\n  ops: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for name, args := range map[string][]string{
-		"unreachable store": {"--store.dsn=postgres://u:s3cret@127.0.0.1:1/db?connect_timeout=2"},
-		"bad DSN":           {"--store.dsn=postgres://u:s3cret@[::1"},
+		"listen address taken": {"--store.dsn=" + db.DSN, "--web.listen-address=" + taken.Addr().String()},
+		"basic auth beside bearer tokens": {"--store.dsn=" + db.DSN, "--api.tokens-file=" + tokens,
+			"--web.config.file=" + webConfig},
+		"Docker host with a password": {"--store.dsn=" + db.DSN, "--docker.host=tcp://ops:s3cret@127.0.0.1:1",
+			"--docker.timeout=2s"},
+		"negative threshold":           {"--store.dsn=" + db.DSN, "--stale.threshold=-1h"},
+		"threshold over 100 years":     {"--store.dsn=" + db.DSN, "--stale.threshold=900000h"},
+		"write timeout under the wait": {"--store.dsn=" + db.DSN, "--web.write-timeout=5s"},
+		"unreachable store":            {"--store.dsn=postgres://u:s3cret@127.0.0.1:1/db?connect_timeout=2"},
+		"bad DSN":                      {"--store.dsn=postgres://u:s3cret@[::1"},
 		"unreachable Docker": {"--store.dsn=" + db.DSN, "--docker.host=unix:///nonexistent/docker.sock",
 			"--docker.timeout=2s"},
 		"no workers":          {"--store.dsn=" + db.DSN, "--cleanup.workers=0"},
@@ -62,8 +81,8 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 			if len(errorLines) != 1 || strings.Contains(stderr.String(), "goroutine ") {
 				t.Fatalf("want exactly one error line and no stack trace, got:\n%s", stderr.String())
 			}
-			if strings.Contains(stderr.String(), "s3cret") {
-				t.Fatalf("stderr leaks the DSN password:\n%s", stderr.String())
+			if strings.Contains(stderr.String(), "s3cret") || strings.Contains(stderr.String(), "closed pool") {
+				t.Fatalf("stderr leaks a password, or work started before the failure:\n%s", stderr.String())
 			}
 		})
 	}
@@ -118,6 +137,13 @@ func TestServeAndShutDown(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("no shutdown log line:\n%s", stderr.String())
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

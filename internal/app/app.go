@@ -298,7 +298,7 @@ func (a *App) build(tokens *cleanup.Tokens) error {
 	router.NotFound = cleanup.NotFound(landing)
 	a.server = &http.Server{
 		Handler:           router,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,

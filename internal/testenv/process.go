@@ -130,10 +130,16 @@ var engine = &httputil.ReverseProxy{
 	}},
 }
 
-// ForwardToDocker sends a request a DockerProxy intercepted on to the engine
-// and writes its answer to w, so that an intercept can let the engine act
-// and then lose or change the answer.
-func ForwardToDocker(w http.ResponseWriter, r *http.Request) { engine.ServeHTTP(w, r) }
+// EngineActs sends a request a DockerProxy intercepted on to the engine and
+// throws the answer away, so that an intercept can let the engine act and
+// then lose the answer, as a cut connection or a restarting engine does.
+func EngineActs(r *http.Request) { engine.ServeHTTP(discardAnswer{}, r) }
+
+type discardAnswer struct{}
+
+func (discardAnswer) Header() http.Header         { return http.Header{} }
+func (discardAnswer) Write(b []byte) (int, error) { return len(b), nil }
+func (discardAnswer) WriteHeader(int)             {}
 
 // DockerProxy fronts the local Docker socket on a loopback port, so that a
 // test can see the real engine fail. intercept may answer a request itself
@@ -147,7 +153,7 @@ func DockerProxy(tb testing.TB, intercept func(w http.ResponseWriter, r *http.Re
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !intercept(w, r) {
-			ForwardToDocker(w, r)
+			engine.ServeHTTP(w, r)
 		}
 	})}
 	go func() { _ = srv.Serve(ln) }()

@@ -1,0 +1,509 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/moby/moby/client"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// threshold is the exporters' stale threshold: long enough that the young
+// instances (their platform marks them alive every 300ms) stay young through
+// a database outage, short enough that the test's containers age past it.
+const threshold = 8 * time.Second
+
+// The kinds of instance the suite creates. Only stale ones may be removed.
+const (
+	kindStale    = "stale"    // created-only container, row old
+	kindRunning  = "running"  // container runs
+	kindKept     = "kept"     // stopped, labelled docker-watcher.keep=true
+	kindYoung    = "young"    // stopped, but the platform saw it alive just now
+	kindReplaced = "replaced" // requests name its old container; the row holds a new one
+)
+
+type instance struct {
+	id, kind, containerID string
+	// oldContainerID is the replaced container requests name.
+	oldContainerID string
+}
+
+// requestContainer is the container a cleanup request names.
+func (in instance) requestContainer() string {
+	if in.oldContainerID != "" {
+		return in.oldContainerID
+	}
+	return in.containerID
+}
+
+// Docker front modes.
+const (
+	frontPass int32 = iota
+	frontCutAll
+	frontDropDeleteAnswers
+)
+
+type suite struct {
+	t         *testing.T
+	docker    *client.Client
+	pool      *pgxpool.Pool
+	instances []instance
+	// batches are the stale instances each fault's load targets.
+	batches   [][]instance
+	protected []instance
+	binary    string
+	env       []string
+	args      []string
+	addrs     []string
+	procs     []*testenv.Process
+	admin     string
+	notifier  string
+	mu        sync.Mutex
+	statuses  map[string]map[int]int // request kind -> status -> count
+	phase     atomic.Int64
+}
+
+func TestFaultsKeepRecordsTrue(t *testing.T) {
+	docker := testenv.Docker(t)
+	pg := startCluster(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		t.Fatalf("connect to the suite's cluster: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE platform"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	dsn := pg.DSN("platform")
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	var mode atomic.Int32
+	var dropped atomic.Int64
+	front := testenv.DockerProxy(t, func(w http.ResponseWriter, r *http.Request) bool {
+		switch mode.Load() {
+		case frontCutAll:
+		case frontDropDeleteAnswers:
+			if r.Method != http.MethodDelete {
+				return false
+			}
+			testenv.EngineActs(r)
+			dropped.Add(1)
+		default:
+			return false
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+		return true
+	})
+
+	s := &suite{t: t, docker: docker, pool: pool, statuses: map[string]map[int]int{}}
+	s.createInstances(staleBatches, staleBatchSize)
+	dir := t.TempDir()
+	s.writeTokens(filepath.Join(dir, "tokens.yml"))
+	s.binary = filepath.Join(dir, "stale-exporter")
+	_, self, _, _ := runtime.Caller(0)
+	if out, err := exec.Command("go", "build", "-o", s.binary, filepath.Join(filepath.Dir(self), "..", "..", "cmd", "stale-exporter")).CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	s.env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+dsn)
+	s.args = []string{"--api.tokens-file=" + filepath.Join(dir, "tokens.yml"), "--stale.threshold=" + threshold.String(),
+		"--docker.host=" + front, "--docker.timeout=1s", "--store.timeout=1s", "--cleanup.wait=2s",
+		"--web.write-timeout=10s", "--collector.cache-ttl=200ms", "--collector.scan-interval=1s",
+		"--cleanup.max-stale-ratio=1", "--collector.max-snapshot-age=1m"}
+	for range 2 {
+		s.addrs = append(s.addrs, testenv.FreeAddr(t))
+		s.procs = append(s.procs, nil)
+	}
+	for i := range s.addrs {
+		s.startExporter(i)
+	}
+	keepYoungAlive(t, pool, s.of(kindYoung))
+	time.Sleep(threshold) // the stale containers age past the threshold
+
+	faults := []struct {
+		name   string
+		inject func()
+	}{
+		{"PostgreSQL crashed and restarted", func() { pg.crash(); time.Sleep(2 * time.Second); pg.start() }},
+		{"PostgreSQL frozen (SIGSTOP) for 3s", func() { pg.freeze(); time.Sleep(3 * time.Second); pg.thaw() }},
+		{"Docker connections cut for 2s", func() { mode.Store(frontCutAll); time.Sleep(2 * time.Second); mode.Store(frontPass) }},
+		{"Docker answers lost after each DELETE for 3s", func() {
+			mode.Store(frontDropDeleteAnswers)
+			time.Sleep(3 * time.Second)
+			mode.Store(frontPass)
+		}},
+		{"exporter killed (SIGKILL) and restarted", func() {
+			if err := s.procs[0].Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			s.procs[0].Stop()
+			time.Sleep(time.Second)
+			s.startExporter(0)
+		}},
+	}
+	disagreements := 0
+	for i, f := range faults {
+		s.phase.Store(int64(i + 1))
+		var load sync.WaitGroup
+		s.load(&load, append(append([]instance{}, s.batches[i]...), s.protected...))
+		time.Sleep(300 * time.Millisecond)
+		f.inject()
+		load.Wait()
+		s.converge(f.name)
+		n := s.checkInvariant(f.name, false)
+		disagreements += n
+		t.Logf("fault %d, %s: survived; %d removed so far; %d disagreements", i+1, f.name, s.removedCount(), n)
+	}
+	t.Logf("DELETE answers dropped after the engine acted: %d", dropped.Load())
+
+	// Faults over: one bulk cleanup removes every stale instance left.
+	if status := s.post(s.addrs[0], "/api/containers/stale/cleanup", s.admin, `{"max": 100}`); status != http.StatusOK {
+		t.Fatalf("final bulk cleanup: %d", status)
+	}
+	s.converge("final bulk cleanup")
+	disagreements += s.checkInvariant("after the final bulk cleanup", true)
+	s.mu.Lock()
+	kinds := make([]string, 0, len(s.statuses))
+	for k := range s.statuses {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		t.Logf("requests %s by status: %v", k, s.statuses[k])
+	}
+	s.mu.Unlock()
+	t.Logf("%d faults injected and survived; %d instances (%d stale removed, %d protected kept); %d disagreements",
+		len(faults), len(s.instances), s.removedCount(), len(s.instances)-len(s.of(kindStale)), disagreements)
+}
+
+func (s *suite) startExporter(i int) {
+	s.t.Helper()
+	s.procs[i] = testenv.Start(s.t, s.env, s.binary, append([]string{"--web.listen-address=" + s.addrs[i]}, s.args...)...)
+	testenv.WaitHTTP(s.t, "http://"+s.addrs[i]+"/-/ready", 30*time.Second)
+}
+
+func (s *suite) writeTokens(path string) {
+	s.t.Helper()
+	admin, adminEntry, err := cleanup.NewToken("chaos-admin", cleanup.RoleAdmin)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	notifier, notifierEntry, err := cleanup.NewToken("chaos-alertmanager", cleanup.RoleAlertmanager)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	file, err := cleanup.FormatEntries(adminEntry, notifierEntry)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.admin, s.notifier = admin, notifier
+}
+
+// Each fault's load targets a batch of its own stale instances, so that
+// every fault meets removals in progress.
+const staleBatches, staleBatchSize = 5, 6
+
+func (s *suite) createInstances(batches, size int) {
+	s.t.Helper()
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	add := func(kind string, labels map[string]string, start bool) instance {
+		var id string
+		err := s.pool.QueryRow(ctx, `
+			WITH p AS (INSERT INTO projects (name) VALUES ('chaos') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id),
+			s AS (INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM p
+				ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id, project_id)
+			INSERT INTO instances (stage_id, project_id, image_tag, status, created_at, last_alive_at)
+			SELECT s.id, s.project_id, $1, 'stopped', $2, $2 FROM s RETURNING id::text`, kind, old).Scan(&id)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		l := map[string]string{collector.LabelInstanceID: id}
+		for k, v := range labels {
+			l[k] = v
+		}
+		in := instance{id: id, kind: kind, containerID: testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: start})}
+		if kind == kindReplaced {
+			in.oldContainerID = in.containerID
+			in.containerID = testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: true})
+		}
+		status := store.StatusStopped
+		if start || kind == kindReplaced {
+			status = store.StatusRunning
+		}
+		if _, err := s.pool.Exec(ctx, "UPDATE instances SET container_id = $2, status = $3 WHERE id = $1", id, in.containerID, status); err != nil {
+			s.t.Fatal(err)
+		}
+		return in
+	}
+	for range batches {
+		var batch []instance
+		for range size {
+			batch = append(batch, add(kindStale, nil, false))
+		}
+		s.batches = append(s.batches, batch)
+		s.instances = append(s.instances, batch...)
+	}
+	for range 4 {
+		s.protected = append(s.protected, add(kindRunning, nil, true))
+	}
+	for range 2 {
+		s.protected = append(s.protected, add(kindKept, map[string]string{collector.LabelKeep: "true"}, false),
+			add(kindYoung, nil, false), add(kindReplaced, nil, false))
+	}
+	s.instances = append(s.instances, s.protected...)
+}
+
+func (s *suite) of(kind string) []instance {
+	var out []instance
+	for _, in := range s.instances {
+		if in.kind == kind {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// keepYoungAlive plays the platform seeing the young instances alive.
+func keepYoungAlive(t *testing.T, pool *pgxpool.Pool, young []instance) {
+	ids := make([]string, len(young))
+	for i, in := range young {
+		ids[i] = in.id
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			_, _ = pool.Exec(qctx, "UPDATE instances SET last_alive_at = now() WHERE id = ANY($1::uuid[])", ids)
+			qcancel()
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// load asks for the cleanup of every target once per trigger, spread over
+// the fault: one REST request (the targets split between the exporters),
+// one alert occurrence delivered to both exporters (as two clustered
+// Alertmanagers do), and one bulk cleanup per exporter first. Once per
+// trigger, so that a job lying about its outcome is not covered up by a
+// later request.
+func (s *suite) load(wg *sync.WaitGroup, targets []instance) {
+	order := rand.Perm(len(targets))
+	for i, addr := range s.addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.count("bulk", s.post(addr, "/api/containers/stale/cleanup", s.admin, `{"max": 1}`))
+			for j := i; j < len(order); j += len(s.addrs) {
+				s.count("rest", s.post(addr, "/api/containers/stale/"+targets[order[j]].id+"/cleanup", s.admin, ""))
+				time.Sleep(300 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, k := range rand.Perm(len(targets)) {
+			body := s.alert(targets[k])
+			for _, addr := range s.addrs {
+				s.count("webhook", s.post(addr, "/api/alertmanager/webhook", s.notifier, body))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+}
+
+// alert is the webhook payload of the StaleContainer alert of an instance,
+// one occurrence per fault.
+func (s *suite) alert(in instance) string {
+	body, err := json.Marshal(map[string]any{
+		"version": "4", "status": "firing", "receiver": "stale-exporter", "groupKey": "{}:{instance_id=\"" + in.id + "\"}",
+		"groupLabels": map[string]string{}, "commonLabels": map[string]string{}, "commonAnnotations": map[string]string{},
+		"externalURL": "http://127.0.0.1:9093", "truncatedAlerts": 0,
+		"alerts": []map[string]any{{
+			"status": "firing", "fingerprint": fmt.Sprintf("%.16s", strings.ReplaceAll(in.id, "-", "")),
+			"startsAt": time.Unix(1_800_000_000+s.phase.Load(), 0).UTC(), "endsAt": time.Time{}, "generatorURL": "",
+			"annotations": map[string]string{},
+			"labels": map[string]string{"alertname": "StaleContainer", "instance_id": in.id, "container_id": in.requestContainer(),
+				"project_name": "chaos", "stage_name": "preview", "image_tag": in.kind, "action": "cleanup"},
+		}},
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(body)
+}
+
+var httpClient = &http.Client{Timeout: 15 * time.Second}
+
+// post sends a request and returns its status (0 when the exporter could
+// not be reached, as while it is killed).
+func (s *suite) post(addr, path, token, body string) int {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, bytes.NewReader([]byte(body)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	var env struct {
+		Success *bool `json:"success"`
+	}
+	if json.NewDecoder(res.Body).Decode(&env) != nil || env.Success == nil {
+		s.t.Errorf("POST %s: %d without the JSON envelope", path, res.StatusCode)
+	}
+	return res.StatusCode
+}
+
+func (s *suite) count(kind string, status int) {
+	switch status {
+	case 0, http.StatusOK, http.StatusAccepted, http.StatusNotFound, http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable:
+	default:
+		s.t.Errorf("%s request answered %d", kind, status)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statuses[kind] == nil {
+		s.statuses[kind] = map[int]int{}
+	}
+	s.statuses[kind][status]++
+}
+
+// converge waits until no job is in flight and no instance is removing: a
+// job interrupted by a fault is resumed once its lease (4 x 1s + 10s) ends.
+func (s *suite) converge(after string) {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.query("SELECT count(*) FROM cleanup_jobs WHERE state <> 'done'")+
+			s.query("SELECT count(*) FROM instances WHERE status = 'removing'") == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: jobs or instances still in flight after 60s", after)
+}
+
+func (s *suite) query(sql string, args ...any) int {
+	s.t.Helper()
+	var n int
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		s.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func (s *suite) removedCount() int {
+	return s.query("SELECT count(*) FROM cleanup_jobs WHERE result = 'removed'")
+}
+
+func (s *suite) exists(id string) bool {
+	s.t.Helper()
+	_, err := s.docker.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return true
+}
+
+// checkInvariant checks every instance: its container, row, jobs and events
+// agree; only stale instances were removed; final asks that all were.
+func (s *suite) checkInvariant(after string, final bool) int {
+	s.t.Helper()
+	bad := 0
+	fail := func(format string, args ...any) {
+		bad++
+		s.t.Errorf(after+": "+format, args...)
+	}
+	for _, in := range s.instances {
+		var status string
+		err := s.pool.QueryRow(context.Background(), "SELECT status FROM instances WHERE id = $1", in.id).Scan(&status)
+		row := err == nil
+		container := s.exists(in.containerID)
+		removedJobs := s.query("SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND result = 'removed'", in.id)
+		removalEvents := s.query("SELECT count(*) FROM event_log WHERE instance_id = $1 AND message LIKE 'removed %'", in.id)
+		switch {
+		case in.kind == kindStale && !row:
+			if container || removedJobs != 1 || removalEvents != 1 {
+				fail("removed stale instance %s: container=%v removed jobs=%d removal events=%d, want false, 1, 1", in.id, container, removedJobs, removalEvents)
+			}
+		case in.kind == kindStale:
+			if !container || status != store.StatusStopped || removedJobs != 0 || removalEvents != 0 {
+				fail("stale instance %s not removed: container=%v status=%s removed jobs=%d events=%d", in.id, container, status, removedJobs, removalEvents)
+			}
+			if final {
+				fail("stale instance %s was never removed", in.id)
+			}
+		default:
+			want := store.StatusStopped
+			if in.kind == kindRunning || in.kind == kindReplaced {
+				want = store.StatusRunning
+			}
+			if !row || !container || status != want || removedJobs != 0 || removalEvents != 0 {
+				fail("%s instance %s: row=%v container=%v status=%s removed jobs=%d events=%d: it must never be removed",
+					in.kind, in.id, row, container, status, removedJobs, removalEvents)
+			}
+			if in.oldContainerID != "" && !s.exists(in.oldContainerID) {
+				fail("the replaced container of %s was removed", in.id)
+			}
+		}
+	}
+	if n := s.query("SELECT count(*) FROM cleanup_jobs WHERE state <> 'done'"); n != 0 {
+		fail("%d jobs still in flight", n)
+	}
+	if w, o := s.query("SELECT count(*) FROM event_log WHERE severity = 'warning' AND message LIKE '%is stale'"),
+		s.query("SELECT count(*) FROM alert_occurrences"); w != o {
+		fail("%d stale warnings for %d alert occurrences", w, o)
+	}
+	return bad
+}

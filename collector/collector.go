@@ -32,16 +32,22 @@ var (
 		"Time a container must have been down before its instance is stale.", nil, nil)
 )
 
-// Collector exports the scan result. Every Collect asks the Scanner, which
-// reuses a recent scan or shares one in progress.
+// Results gives the outcome of the latest scan; a *Scanner does, reusing a
+// recent scan or sharing one in progress.
+type Results interface {
+	Result(ctx context.Context) Result
+}
+
+// Collector exports the scan result: one series of each gauge per instance
+// of the snapshot, and the scan's own health.
 type Collector struct {
-	scanner *Scanner
+	results Results
 	timeout time.Duration
 }
 
 // New returns a Collector that waits at most timeout for a scan.
-func New(scanner *Scanner, timeout time.Duration) *Collector {
-	return &Collector{scanner: scanner, timeout: timeout}
+func New(results Results, timeout time.Duration) *Collector {
+	return &Collector{results: results, timeout: timeout}
 }
 
 // Describe implements prometheus.Collector.
@@ -56,7 +62,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	r := c.scanner.Result(ctx)
+	r := c.results.Result(ctx)
 
 	ch <- prometheus.MustNewConstMetric(scanSuccessDesc, prometheus.GaugeValue, boolValue(r.Success))
 	ch <- prometheus.MustNewConstMetric(scanDurationDesc, prometheus.GaugeValue, r.Duration.Seconds())

@@ -29,7 +29,7 @@ type HandlerOpts struct {
 // does not grow with the number of scrapers. Between scans (at most the
 // cache TTL) the exporter's own metrics are those of the render.
 type Handler struct {
-	scanner  *Scanner
+	results  Results
 	gatherer prometheus.Gatherer
 	opts     HandlerOpts
 	logger   *slog.Logger
@@ -45,10 +45,10 @@ type exposition struct {
 	text, gzip []byte
 }
 
-// NewHandler returns the /metrics handler over a scanner and the registry
-// that holds its Collector.
-func NewHandler(scanner *Scanner, gatherer prometheus.Gatherer, opts HandlerOpts, logger *slog.Logger) *Handler {
-	h := &Handler{scanner: scanner, gatherer: gatherer, opts: opts, logger: logger}
+// NewHandler returns the /metrics handler over the scans and the registry
+// that holds their Collector.
+func NewHandler(results Results, gatherer prometheus.Gatherer, opts HandlerOpts, logger *slog.Logger) *Handler {
+	h := &Handler{results: results, gatherer: gatherer, opts: opts, logger: logger}
 	if opts.MaxRequests > 0 {
 		h.inflight = make(chan struct{}, opts.MaxRequests)
 	}
@@ -71,7 +71,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	exp := h.exposition(h.scanner.Result(ctx).Seq)
+	exp := h.exposition(h.results.Result(ctx).Seq)
 
 	w.Header().Set("Content-Type", string(textFormat))
 	w.Header().Add("Vary", "Accept-Encoding")

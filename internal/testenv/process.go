@@ -18,6 +18,7 @@ import (
 // Binary finds the first of names on PATH.
 func Binary(tb testing.TB, names ...string) string {
 	tb.Helper()
+	needsServices(tb)
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {
 			return p

@@ -28,6 +28,15 @@ import (
 	"github.com/moby/moby/client"
 )
 
+// needsServices skips a test on real services under -short, which runs the
+// unit layer alone.
+func needsServices(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("runs on real services; skipped with -short")
+	}
+}
+
 // Unavailable stops a test that lacks a real dependency: a failure in CI,
 // a skip elsewhere.
 func Unavailable(tb testing.TB, format string, args ...any) {
@@ -53,6 +62,7 @@ var startPostgres sync.Once
 // when the test ends. It returns the database's DSN.
 func Database(tb testing.TB) string {
 	tb.Helper()
+	needsServices(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, baseDSN())
@@ -106,6 +116,7 @@ func randomHex(n int) string {
 // Docker returns a client of the local Docker engine (or DOCKER_HOST).
 func Docker(tb testing.TB) *client.Client {
 	tb.Helper()
+	needsServices(tb)
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		tb.Fatalf("docker client: %v", err)

@@ -1,0 +1,137 @@
+package collector_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// fixedResults answers a hand-made scan result; block holds every call
+// until it is closed.
+type fixedResults struct {
+	mu    sync.Mutex
+	r     collector.Result
+	block chan struct{}
+	calls atomic.Int64
+}
+
+func (f *fixedResults) Result(ctx context.Context) collector.Result {
+	f.calls.Add(1)
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.r
+}
+
+func (f *fixedResults) set(r collector.Result) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.r = r
+}
+
+func snapshotOf(n int) *collector.Snapshot {
+	now := time.Now()
+	snap := &collector.Snapshot{Threshold: time.Hour, ScannedAt: now}
+	for i := range n {
+		in := store.Instance{ID: "id-" + strings.Repeat("x", i%3) + string(rune('a'+i%26)), ProjectName: "shop", StageName: "preview",
+			ImageTag: "t", ContainerID: "c", CreatedAt: now.Add(-2 * time.Hour)}
+		snap.Observations = append(snap.Observations, collector.Observation{Instance: in,
+			Verdict: collector.Judge(in, collector.Container{}, time.Hour, now)})
+	}
+	return snap
+}
+
+func scrape(t *testing.T, h http.Handler, gzipped bool) (int, string, *http.Response) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if gzipped {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	res := rec.Result()
+	body := rec.Body.Bytes()
+	if gzipped && res.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res.StatusCode, string(body), res
+}
+
+// The exposition is rendered once per scan: a later scrape of the same scan
+// gets the same bytes, a new scan a new rendering.
+func TestHandlerRendersOncePerScan(t *testing.T) {
+	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collector.New(results, time.Second))
+	h := collector.NewHandler(results, reg, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+
+	status, first, res := scrape(t, h, false)
+	if status != http.StatusOK || !strings.Contains(first, "instance_stale{") || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("first scrape: %d %s\n%s", status, res.Header.Get("Content-Type"), first)
+	}
+	_, zipped, res := scrape(t, h, true)
+	if res.Header.Get("Content-Encoding") != "gzip" || zipped != first {
+		t.Fatalf("gzipped scrape differs from the plain one")
+	}
+	results.set(collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(2)})
+	if _, again, _ := scrape(t, h, false); again != first {
+		t.Fatal("a scrape of the same scan was rendered anew")
+	}
+	results.set(collector.Result{Seq: 2, Success: true, Snapshot: snapshotOf(2)})
+	if _, next, _ := scrape(t, h, false); strings.Count(next, "instance_stale{") != 2 {
+		t.Fatalf("a new scan was not rendered anew:\n%s", next)
+	}
+}
+
+func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
+	results := &fixedResults{r: collector.Result{Seq: 1}, block: make(chan struct{})}
+	h := collector.NewHandler(results, prometheus.NewRegistry(), collector.HandlerOpts{MaxRequests: 2, Timeout: 10 * time.Second},
+		slog.New(slog.DiscardHandler))
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, _, _ := scrape(t, h, false); status != http.StatusOK {
+				t.Errorf("scrape within the limit: %d", status)
+			}
+		}()
+	}
+	for results.calls.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	status, _, _ := scrape(t, h, false)
+	close(results.block)
+	wg.Wait()
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("third concurrent scrape: %d, want 503", status)
+	}
+	if status, _, _ := scrape(t, h, false); status != http.StatusOK {
+		t.Fatalf("scrape after the others finished: %d", status)
+	}
+}

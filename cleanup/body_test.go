@@ -46,9 +46,9 @@ func TestParseWebhook(t *testing.T) {
 		t.Fatalf("ParseWebhook = %+v, %v", msg, err)
 	}
 	for body, errorHas := range map[string]string{
-		`{"status":"firing"}`:                                       "no alerts",
-		`{"alerts":null}`:                                           "null",
-		`{"alerts":[],"alerts":[{}]}`:                               "appears twice",
+		`{"status":"firing"}`:         "no alerts",
+		`{"alerts":null}`:             "null",
+		`{"alerts":[],"alerts":[{}]}`: "appears twice",
 		`{"alerts":[{"labels":{"action":"x","action":"cleanup"}}]}`: "appears twice",
 		`{"alerts":[{"annotations":null}]}`:                         "null",
 		`{"alerts":[{"status":1}]}`:                                 "cannot unmarshal",

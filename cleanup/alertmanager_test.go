@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -29,7 +30,7 @@ func TestRealAlertmanagerDelivery(t *testing.T) {
 
 	dir := t.TempDir()
 	credentials := filepath.Join(dir, "token")
-	if err := os.WriteFile(credentials, []byte(e.tokens[cleanup.RoleAlertmanager]), 0o600); err != nil {
+	if err := os.WriteFile(credentials, []byte(e.tokens[auth.RoleAlertmanager]), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	config := fmt.Sprintf(`route:

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -40,7 +40,7 @@ func BenchmarkWebhookConcurrent(b *testing.B) {
 				start := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, e.url+"/api/alertmanager/webhook", strings.NewReader(payload))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+e.tokens[cleanup.RoleAlertmanager])
+				req.Header.Set("Authorization", "Bearer "+e.tokens[auth.RoleAlertmanager])
 				res, err := http.DefaultClient.Do(req)
 				elapsed := time.Since(start)
 				if err != nil {
@@ -75,7 +75,7 @@ func BenchmarkBulkCleanup200(b *testing.B) {
 			e.staleInstance("bulk")
 		}
 		b.StartTimer()
-		r := e.postJSON("/api/containers/stale/cleanup", cleanup.RoleAdmin, map[string]any{"max": stale})
+		r := e.postJSON("/api/containers/stale/cleanup", auth.RoleAdmin, map[string]any{"max": stale})
 		b.StopTimer()
 		res := decode[struct{ Results []jobJSON }](b, r.Data)
 		removed := 0

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -23,13 +25,13 @@ func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 	e.runningInstances(3)
 
 	apiID, apiCID := e.staleInstance("shop")
-	r := e.do(http.MethodPost, "/api/containers/stale/"+apiID+"/cleanup", cleanup.RoleOperator, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+apiID+"/cleanup", auth.RoleOperator, "", nil)
 	if job := decode[jobJSON](t, r.Data); r.status != http.StatusOK || job.Result != store.ResultRemoved || job.Requested != "test-operator" {
 		t.Fatalf("REST cleanup: %d %+v %s", r.status, job, r.Error)
 	}
 
 	bulkID, bulkCID := e.staleInstance("shop")
-	r = e.postJSON("/api/containers/stale/cleanup", cleanup.RoleAdmin, map[string]any{"max": 10})
+	r = e.postJSON("/api/containers/stale/cleanup", auth.RoleAdmin, map[string]any{"max": 10})
 	bulk := decode[struct {
 		Stale   int       `json:"stale"`
 		Results []jobJSON `json:"results"`
@@ -40,7 +42,7 @@ func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 	}
 
 	hookID, hookCID := e.staleInstance("shop")
-	r = e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(hookID, hookCID, true, time.Now())))
+	r = e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(hookID, hookCID, true, time.Now())))
 	if r.status != http.StatusOK || !strings.Contains(string(r.Data), `"result":"cleanup_requested"`) {
 		t.Fatalf("webhook: %d %s %s", r.status, r.Data, r.Error)
 	}
@@ -62,7 +64,7 @@ func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 	if n := e.db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", hookID); n != 1 {
 		t.Errorf("webhook: %d stale warnings, want 1", n)
 	}
-	for _, trigger := range []string{cleanup.TriggerAPI, cleanup.TriggerBulk, cleanup.TriggerWebhook} {
+	for _, trigger := range []string{cleanup.TriggerSingle, cleanup.TriggerBulk, cleanup.TriggerWebhook} {
 		if v := counterValue(t, e, "stale_exporter_cleanups_total", map[string]string{"trigger": trigger, "result": "removed"}); v != 1 {
 			t.Errorf("stale_exporter_cleanups_total{trigger=%q,result=removed} = %v, want 1", trigger, v)
 		}
@@ -91,7 +93,7 @@ func TestRunningContainerIsNeverRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleAdmin, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleAdmin, "", nil)
 	if r.status != http.StatusConflict || !strings.Contains(r.Error, "running") {
 		t.Fatalf("REST: %d %q, want 409 running", r.status, r.Error)
 	}
@@ -99,7 +101,7 @@ func TestRunningContainerIsNeverRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitJobs(id)
-	r = e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	r = e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
 	if r.status != http.StatusOK {
 		t.Fatalf("webhook: %d %s", r.status, r.Error)
 	}
@@ -109,7 +111,7 @@ func TestRunningContainerIsNeverRemoved(t *testing.T) {
 	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND result = 'skipped'", id); n != 3 {
 		t.Errorf("%d skipped jobs, want 3 (REST, bulk, webhook)", n)
 	}
-	if !e.containerRunning(cid) || !e.instanceExists(id) || e.instanceStatus(id) != store.StatusStopped {
+	if !e.containerRunning(cid) || !e.instanceExists(id) || e.instanceStatus(id) != stale.StatusStopped {
 		t.Fatalf("running container harmed: running=%v row=%v status=%q", e.containerRunning(cid), e.instanceExists(id), e.instanceStatus(id))
 	}
 	if e.docker.removes.Load() != 0 {
@@ -120,7 +122,7 @@ func TestRunningContainerIsNeverRemoved(t *testing.T) {
 func TestReplacedContainerIsSkipped(t *testing.T) {
 	e := newEnv(t, envOptions{noWorkers: true})
 	id, cid := e.staleInstance("shop")
-	job, err := e.svc.Request(context.Background(), id, cleanup.TriggerAPI, "test", false)
+	job, err := e.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false)
 	if err != nil || job.State != store.JobPending {
 		t.Fatalf("request: %+v %v", job, err)
 	}
@@ -152,9 +154,9 @@ func TestConcurrentRequestsRemoveOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%3 == 0 {
-				responses <- e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(alert))
+				responses <- e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(alert))
 			} else {
-				responses <- e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+				responses <- e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 			}
 		}()
 	}
@@ -206,7 +208,7 @@ func TestTwoReplicasDoEachJobOnce(t *testing.T) {
 	for range 10 {
 		id, _ := a.staleInstance("shop")
 		ids = append(ids, id)
-		if _, err := a.svc.Request(context.Background(), id, cleanup.TriggerAPI, "test", false); err != nil {
+		if _, err := a.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -245,18 +247,18 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 	keptID, keptCID := e.staleInstance("shop")
 	ctx := context.Background()
 	for _, instance := range []string{id, keptID} {
-		if _, err := e.svc.Request(ctx, instance, cleanup.TriggerAPI, "test", false); err != nil {
+		if _, err := e.svc.Request(ctx, instance, cleanup.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
 		job, ok, err := e.db.Store.ClaimJob(ctx, lease)
 		if err != nil || !ok {
 			t.Fatalf("claim: %v %v", ok, err)
 		}
-		if err := e.db.Store.MarkRemoving(ctx, job, store.StatusStopped); err != nil {
+		if err := e.db.Store.MarkRemoving(ctx, job, stale.StatusStopped); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if e.instanceStatus(id) != store.StatusRemoving {
+	if e.instanceStatus(id) != stale.StatusRemoving {
 		t.Fatal("instance not marked removing")
 	}
 	// While the worker was gone, someone started the second container.
@@ -281,7 +283,7 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 	if result, reason := e.waitJobs(keptID); result != store.ResultSkipped || !strings.Contains(reason, "running") {
 		t.Fatalf("job of the restarted container: %s %q", result, reason)
 	}
-	if !e.containerRunning(keptCID) || e.instanceStatus(keptID) != store.StatusStopped {
+	if !e.containerRunning(keptCID) || e.instanceStatus(keptID) != stale.StatusStopped {
 		t.Fatalf("restarted container: running=%v status=%q, want running and status restored", e.containerRunning(keptCID), e.instanceStatus(keptID))
 	}
 }
@@ -289,15 +291,15 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 func TestMassStaleGuardAndDryRun(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.runningInstance("web")
-	var stale []string
+	var staleIDs []string
 	cids := map[string]string{}
 	for range 3 {
 		id, cid := e.staleInstance("shop")
-		stale = append(stale, id)
+		staleIDs = append(staleIDs, id)
 		cids[id] = cid
 	}
-	// 3 of 4 stale: bulk and webhook refuse, with the reason.
-	r := e.postJSON("/api/containers/stale/cleanup", cleanup.RoleAdmin, map[string]any{})
+	// 3 of 4 staleIDs: bulk and webhook refuse, with the reason.
+	r := e.postJSON("/api/containers/stale/cleanup", auth.RoleAdmin, map[string]any{})
 	bulk := decode[struct{ Results []jobJSON }](t, r.Data)
 	if r.status != http.StatusOK || len(bulk.Results) != 3 {
 		t.Fatalf("bulk: %d %s", r.status, r.Data)
@@ -307,18 +309,18 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 			t.Errorf("bulk under guard: %+v", j)
 		}
 	}
-	e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(stale[0], cids[stale[0]], true, time.Now())))
-	if result, reason := e.waitJobs(stale[0]); result != store.ResultSkipped || !strings.Contains(reason, "mass-stale guard") {
+	e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(staleIDs[0], cids[staleIDs[0]], true, time.Now())))
+	if result, reason := e.waitJobs(staleIDs[0]); result != store.ResultSkipped || !strings.Contains(reason, "mass-stale guard") {
 		t.Fatalf("webhook under guard: %s %q", result, reason)
 	}
 	if e.docker.removes.Load() != 0 {
 		t.Fatal("removed under the guard")
 	}
 
-	// 3 of 6 stale: allowed. A dry run reports the set and removes nothing.
+	// 3 of 6 staleIDs: allowed. A dry run reports the set and removes nothing.
 	e.runningInstance("web")
 	e.runningInstance("web")
-	r = e.postJSON("/api/containers/stale/cleanup?dry_run=true", cleanup.RoleAdmin, map[string]any{"max": 2})
+	r = e.postJSON("/api/containers/stale/cleanup?dry_run=true", auth.RoleAdmin, map[string]any{"max": 2})
 	dry := decode[struct {
 		Stale   int
 		Results []jobJSON
@@ -333,12 +335,12 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 		}
 		wouldRemove[j.InstanceID] = true
 	}
-	for _, id := range stale {
+	for _, id := range staleIDs {
 		if !e.containerExists(cids[id]) || !e.instanceExists(id) {
 			t.Fatal("dry run removed something")
 		}
 	}
-	r = e.postJSON("/api/containers/stale/cleanup", cleanup.RoleAdmin, map[string]any{"max": 2})
+	r = e.postJSON("/api/containers/stale/cleanup", auth.RoleAdmin, map[string]any{"max": 2})
 	real := decode[struct{ Results []jobJSON }](t, r.Data)
 	for _, j := range real.Results {
 		if j.Result != store.ResultRemoved || !wouldRemove[j.InstanceID] {
@@ -354,11 +356,11 @@ func TestGlobalDryRunRemovesNothing(t *testing.T) {
 	e := newEnv(t, envOptions{dryRun: true})
 	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
-	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 	if job := decode[jobJSON](t, r.Data); r.status != http.StatusOK || job.Result != cleanup.ResultWouldRemove {
 		t.Fatalf("REST: %d %s", r.status, r.Data)
 	}
-	r = e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	r = e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
 	if r.status != http.StatusOK || !strings.Contains(string(r.Data), cleanup.ResultWouldRemove) {
 		t.Fatalf("webhook: %d %s", r.status, r.Data)
 	}
@@ -371,7 +373,7 @@ func TestListStaleAndCleanups(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.runningInstance("web")
 	id, cid := e.staleInstance("shop")
-	r := e.do(http.MethodGet, "/api/containers/stale", cleanup.RoleViewer, "", nil)
+	r := e.do(http.MethodGet, "/api/containers/stale", auth.RoleViewer, "", nil)
 	rows := decode[[]map[string]any](t, r.Data)
 	if r.status != http.StatusOK || len(rows) != 1 {
 		t.Fatalf("list: %d %s", r.status, r.Data)
@@ -381,22 +383,22 @@ func TestListStaleAndCleanups(t *testing.T) {
 		row["image_tag"] != "pr-1" || row["docker_state"] != "created" {
 		t.Errorf("row: %v", row)
 	}
-	if days, ok := row["days_stale"].(float64); !ok || days < 0.08 || days > 0.09 {
-		t.Errorf("days_stale = %v, want about 2h = 0.083", row["days_stale"])
+	if days, ok := row["days_since_last_alive"].(float64); !ok || days < 0.08 || days > 0.09 {
+		t.Errorf("days_since_last_alive = %v, want about 2h = 0.083", row["days_since_last_alive"])
 	}
-	if last, err := time.Parse(time.RFC3339, fmt.Sprint(row["last_alive_at"])); err != nil || clock().Sub(last) < threshold {
-		t.Errorf("last_alive_at = %v (%v)", row["last_alive_at"], err)
+	if last, err := time.Parse(time.RFC3339, fmt.Sprint(row["last_alive"])); err != nil || clock().Sub(last) < threshold {
+		t.Errorf("last_alive = %v (%v)", row["last_alive"], err)
 	}
 
-	e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup?dry_run=false", cleanup.RoleOperator, "", nil)
-	r = e.do(http.MethodGet, "/api/cleanups?limit=5", cleanup.RoleViewer, "", nil)
+	e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup?dry_run=false", auth.RoleOperator, "", nil)
+	r = e.do(http.MethodGet, "/api/cleanups?limit=5", auth.RoleViewer, "", nil)
 	jobs := decode[[]jobJSON](t, r.Data)
-	if len(jobs) != 1 || jobs[0].InstanceID != id || jobs[0].Trigger != cleanup.TriggerAPI ||
+	if len(jobs) != 1 || jobs[0].InstanceID != id || jobs[0].Trigger != cleanup.TriggerSingle ||
 		jobs[0].Requested != "test-operator" || jobs[0].Result != store.ResultRemoved {
 		t.Fatalf("cleanups: %s", r.Data)
 	}
 	// After the removal, asking again reports the job that did it.
-	r = e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	r = e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 	if again := decode[jobJSON](t, r.Data); r.status != http.StatusOK || again.JobID != jobs[0].JobID {
 		t.Fatalf("repeat after removal: %d %s", r.status, r.Data)
 	}
@@ -411,7 +413,7 @@ func TestAuth(t *testing.T) {
 		name   string
 		method string
 		path   string
-		role   cleanup.Role
+		role   auth.Role
 		header string
 		want   int
 	}{
@@ -419,17 +421,17 @@ func TestAuth(t *testing.T) {
 		{"bad token", http.MethodPost, single, "", "Bearer not-a-token", http.StatusUnauthorized},
 		{"basic scheme", http.MethodPost, single, "", "Basic dXNlcjpwYXNz", http.StatusUnauthorized},
 		{"list without token", http.MethodGet, "/api/containers/stale", "", "", http.StatusUnauthorized},
-		{"viewer lists", http.MethodGet, "/api/containers/stale", cleanup.RoleViewer, "", http.StatusOK},
-		{"viewer reads audit", http.MethodGet, "/api/cleanups", cleanup.RoleViewer, "", http.StatusOK},
-		{"viewer cleans", http.MethodPost, single, cleanup.RoleViewer, "", http.StatusForbidden},
-		{"operator cleans one", http.MethodPost, single, cleanup.RoleOperator, "", http.StatusConflict},
-		{"operator bulk", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleOperator, "", http.StatusForbidden},
-		{"admin bulk", http.MethodPost, "/api/containers/stale/cleanup?dry_run=true", cleanup.RoleAdmin, "", http.StatusOK},
-		{"alertmanager cleans one", http.MethodPost, single, cleanup.RoleAlertmanager, "", http.StatusForbidden},
-		{"alertmanager bulk", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAlertmanager, "", http.StatusForbidden},
-		{"alertmanager lists", http.MethodGet, "/api/containers/stale", cleanup.RoleAlertmanager, "", http.StatusForbidden},
-		{"admin webhook", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAdmin, "", http.StatusForbidden},
-		{"alertmanager webhook", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "", http.StatusOK},
+		{"viewer lists", http.MethodGet, "/api/containers/stale", auth.RoleViewer, "", http.StatusOK},
+		{"viewer reads audit", http.MethodGet, "/api/cleanups", auth.RoleViewer, "", http.StatusOK},
+		{"viewer cleans", http.MethodPost, single, auth.RoleViewer, "", http.StatusForbidden},
+		{"operator cleans one", http.MethodPost, single, auth.RoleOperator, "", http.StatusConflict},
+		{"operator bulk", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleOperator, "", http.StatusForbidden},
+		{"admin bulk", http.MethodPost, "/api/containers/stale/cleanup?dry_run=true", auth.RoleAdmin, "", http.StatusOK},
+		{"alertmanager cleans one", http.MethodPost, single, auth.RoleAlertmanager, "", http.StatusForbidden},
+		{"alertmanager bulk", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAlertmanager, "", http.StatusForbidden},
+		{"alertmanager lists", http.MethodGet, "/api/containers/stale", auth.RoleAlertmanager, "", http.StatusForbidden},
+		{"admin webhook", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAdmin, "", http.StatusForbidden},
+		{"alertmanager webhook", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "", http.StatusOK},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req, _ := http.NewRequest(c.method, e.url+c.path, nil)
@@ -460,7 +462,7 @@ func TestAuth(t *testing.T) {
 		t.Fatal("something was removed")
 	}
 	for labels, want := range map[[2]string]float64{
-		{"cleanup_one", "401"}: 3, {"cleanup_one", "403"}: 2, {"cleanup_bulk", "403"}: 2, {"webhook", "403"}: 1,
+		{"cleanup_single", "401"}: 3, {"cleanup_single", "403"}: 2, {"cleanup_bulk", "403"}: 2, {"webhook", "403"}: 1,
 	} {
 		if v := counterValue(t, e, "stale_exporter_api_requests_total", map[string]string{"endpoint": labels[0], "code": labels[1]}); v != want {
 			t.Errorf("stale_exporter_api_requests_total%v = %v, want %v", labels, v, want)
@@ -492,31 +494,31 @@ func TestBadInput(t *testing.T) {
 		name        string
 		method      string
 		path        string
-		role        cleanup.Role
+		role        auth.Role
 		contentType string
 		body        string
 		want        int
 		errorHas    string
 	}{
-		{"malformed id", http.MethodPost, "/api/containers/stale/not-a-uuid/cleanup", cleanup.RoleOperator, "", "", 400, "not a UUID"},
-		{"unknown id", http.MethodPost, "/api/containers/stale/6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b/cleanup", cleanup.RoleOperator, "", "", 404, "no instance"},
-		{"bad dry_run", http.MethodPost, "/api/containers/stale/" + id + "/cleanup?dry_run=maybe", cleanup.RoleOperator, "", "", 400, "dry_run"},
-		{"bulk wrong content type", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "text/plain", `{}`, 400, "content type"},
-		{"bulk malformed JSON", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "application/json", `{"max":`, 400, "malformed"},
-		{"bulk unknown field", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "application/json", `{"dryrun":true}`, 400, "unknown field"},
-		{"bulk negative max", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "application/json", `{"max":-1}`, 400, "negative"},
-		{"bulk over cap", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "application/json", `{"max":100000}`, 400, "cap"},
-		{"bulk too large", http.MethodPost, "/api/containers/stale/cleanup", cleanup.RoleAdmin, "application/json", `{"max":1,"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger"},
-		{"webhook wrong content type", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "text/plain", `{"alerts":[]}`, 400, "content type"},
-		{"webhook malformed JSON", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "application/json", `{"alerts":[`, 400, "malformed"},
-		{"webhook alerts not a list", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "application/json", `{"alerts":"x"}`, 400, "malformed"},
-		{"webhook no alerts field", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "application/json", `{"status":"firing"}`, 400, "no alerts"},
-		{"webhook not an object", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "application/json", `[1,2]`, 400, "malformed"},
-		{"webhook too large", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, "application/json", `{"alerts":[],"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger"},
-		{"unknown API path", http.MethodGet, "/api/nothing", cleanup.RoleViewer, "", "", 404, "no such endpoint"},
-		{"unknown POST under stale", http.MethodPost, "/api/containers/stale/" + id, cleanup.RoleAdmin, "", "", 404, "no such endpoint"},
-		{"wrong method", http.MethodDelete, "/api/containers/stale", cleanup.RoleViewer, "", "", 405, "not allowed"},
-		{"bad limit", http.MethodGet, "/api/cleanups?limit=0", cleanup.RoleViewer, "", "", 400, "limit"},
+		{"malformed id", http.MethodPost, "/api/containers/stale/not-a-uuid/cleanup", auth.RoleOperator, "", "", 400, "not a UUID"},
+		{"unknown id", http.MethodPost, "/api/containers/stale/6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b/cleanup", auth.RoleOperator, "", "", 404, "no instance"},
+		{"bad dry_run", http.MethodPost, "/api/containers/stale/" + id + "/cleanup?dry_run=maybe", auth.RoleOperator, "", "", 400, "dry_run"},
+		{"bulk wrong content type", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "text/plain", `{}`, 400, "content type"},
+		{"bulk malformed JSON", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":`, 400, "malformed"},
+		{"bulk unknown field", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"dryrun":true}`, 400, "unknown field"},
+		{"bulk negative max", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":-1}`, 400, "negative"},
+		{"bulk over cap", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":100000}`, 400, "cap"},
+		{"bulk too large", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":1,"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger"},
+		{"webhook wrong content type", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "text/plain", `{"alerts":[]}`, 400, "content type"},
+		{"webhook malformed JSON", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"alerts":[`, 400, "malformed"},
+		{"webhook alerts not a list", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"alerts":"x"}`, 400, "malformed"},
+		{"webhook no alerts field", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"status":"firing"}`, 400, "no alerts"},
+		{"webhook not an object", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `[1,2]`, 400, "malformed"},
+		{"webhook too large", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"alerts":[],"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger"},
+		{"unknown API path", http.MethodGet, "/api/nothing", auth.RoleViewer, "", "", 404, "no such endpoint"},
+		{"unknown POST under stale", http.MethodPost, "/api/containers/stale/" + id, auth.RoleAdmin, "", "", 404, "no such endpoint"},
+		{"wrong method", http.MethodDelete, "/api/containers/stale", auth.RoleViewer, "", "", 405, "not allowed"},
+		{"bad limit", http.MethodGet, "/api/cleanups?limit=0", auth.RoleViewer, "", "", 400, "limit"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.do(c.method, c.path, c.role, c.contentType, []byte(c.body))
@@ -529,7 +531,7 @@ func TestBadInput(t *testing.T) {
 	// Unknown fields in a webhook payload are Alertmanager's to add.
 	payload := webhookPayload(staleAlert(id, cid, false, time.Now()))
 	payload["newField"] = map[string]any{"x": 1}
-	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, payload)
+	r := e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, payload)
 	if r.status != http.StatusOK || !strings.Contains(string(r.Data), `"result":"recorded"`) {
 		t.Fatalf("webhook with unknown fields: %d %s", r.status, r.Data)
 	}
@@ -552,7 +554,7 @@ func TestWebhookJudgesEachAlert(t *testing.T) {
 
 	payload := webhookPayload(staleAlert(cleanID, cleanCID, true, time.Now()), staleAlert(warnID, warnCID, false, time.Now()), resolved, other, bad)
 	for delivery := range 3 {
-		r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, payload)
+		r := e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, payload)
 		got := decode[struct {
 			Alerts []struct{ Fingerprint, Result string }
 		}](t, r.Data)
@@ -591,7 +593,7 @@ func TestWebhookJudgesEachAlert(t *testing.T) {
 func TestWebhookForRemovedInstance(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	gone := "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
-	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(gone, "c", true, time.Now())))
+	r := e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(gone, "c", true, time.Now())))
 	if r.status != http.StatusOK || !strings.Contains(string(r.Data), `"result":"recorded"`) {
 		t.Fatalf("webhook: %d %s %s", r.status, r.Data, r.Error)
 	}

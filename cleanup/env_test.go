@@ -22,6 +22,9 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/api"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
@@ -78,7 +81,7 @@ type env struct {
 	svc     *cleanup.Service
 	reg     *prometheus.Registry
 	url     string
-	tokens  map[cleanup.Role]string
+	tokens  map[auth.Role]string
 	stop    func()
 }
 
@@ -117,25 +120,29 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.maxStaleRatio == 0 {
 		opts.maxStaleRatio = 0.5
 	}
+	storeTimeout := opts.storeTimeout
+	if storeTimeout == 0 {
+		storeTimeout = 5 * time.Second
+	}
 	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{
 		Workers: 4, Threshold: limit, DockerTimeout: 10 * time.Second, Lease: opts.lease,
 		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond, Now: opts.now,
-		StoreTimeout: opts.storeTimeout,
+		StoreTimeout: storeTimeout,
 	}, reg, logger)
 
-	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[cleanup.Role]string{}}
-	var tokens *cleanup.Tokens
+	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[auth.Role]string{}}
+	var tokens *auth.Tokens
 	if !opts.noTokens {
-		var entries []cleanup.TokenEntry
-		for _, role := range []cleanup.Role{cleanup.RoleViewer, cleanup.RoleOperator, cleanup.RoleAdmin, cleanup.RoleAlertmanager} {
-			secret, entry, err := cleanup.NewToken("test-"+string(role), role)
+		var entries []auth.TokenEntry
+		for _, role := range []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin, auth.RoleAlertmanager} {
+			secret, entry, err := auth.NewToken("test-"+string(role), role)
 			if err != nil {
 				t.Fatal(err)
 			}
 			e.tokens[role] = secret
 			entries = append(entries, entry)
 		}
-		file, err := cleanup.FormatEntries(entries...)
+		file, err := auth.FormatEntries(entries...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,15 +150,15 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if tokens, err = cleanup.LoadTokens(path); err != nil {
+		if tokens, err = auth.LoadTokens(path); err != nil {
 			t.Fatal(err)
 		}
 	}
 	router := httprouter.New()
-	cleanup.NewAPI(svc, scanner, cleanup.APIConfig{
-		Tokens: tokens, Wait: 20 * time.Second, MaxPerRequest: 250, MaxBodyBytes: 64 << 10,
-	}, logger).Register(router)
-	router.NotFound = cleanup.NotFound(http.NotFoundHandler())
+	api.New(svc, scanner, api.Config{
+		Tokens: tokens, Wait: 20 * time.Second, MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
+	}, reg, logger).Register(router)
+	router.NotFound = api.NotFound(http.NotFoundHandler())
 	srv := httptest.NewServer(router)
 	e.url = srv.URL
 
@@ -184,7 +191,7 @@ func (e *env) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 func (e *env) staleInstance(project string) (id, containerID string) {
 	e.t.Helper()
 	id = e.db.AddInstance(e.t, storetest.Instance{Project: project, ImageTag: "pr-1", CreatedAt: time.Now().Add(-2 * threshold)})
-	containerID = testenv.NewContainer(e.t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}})
+	containerID = testenv.NewContainer(e.t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	e.db.Exec(e.t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, containerID)
 	return id, containerID
 }
@@ -274,7 +281,7 @@ type response struct {
 
 // do sends a request with the token of role ("" for none) and decodes the
 // envelope, failing the test if the answer is not the JSON envelope.
-func (e *env) do(method, path string, role cleanup.Role, contentType string, body []byte) response {
+func (e *env) do(method, path string, role auth.Role, contentType string, body []byte) response {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
 	if err != nil {
@@ -303,7 +310,7 @@ func (e *env) do(method, path string, role cleanup.Role, contentType string, bod
 	return r
 }
 
-func (e *env) postJSON(path string, role cleanup.Role, v any) response {
+func (e *env) postJSON(path string, role auth.Role, v any) response {
 	e.t.Helper()
 	body, err := json.Marshal(v)
 	if err != nil {

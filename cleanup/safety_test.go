@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
@@ -23,23 +24,23 @@ func TestThresholdOutOfRangeRemovesNothing(t *testing.T) {
 	e := newEnv(t, envOptions{storeThreshold: true, now: time.Now})
 	e.runningInstances(3)
 	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-time.Hour), LastAliveAt: time.Now().Add(-3 * time.Minute)})
-	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}, Start: true, Exit: true})
+	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true, Exit: true})
 	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 	e.db.Exec(t, "ALTER TABLE settings DROP CONSTRAINT IF EXISTS settings_stale_threshold_days_check")
 	e.db.Exec(t, "UPDATE settings SET stale_threshold_days = 365000")
 
-	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 	if r.status == http.StatusOK || !strings.Contains(r.Error, "out of range") {
 		t.Fatalf("REST cleanup with an out-of-range threshold: %d %q", r.status, r.Error)
 	}
-	r = e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	r = e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
 	if r.status != http.StatusOK {
 		t.Fatalf("webhook: %d %s", r.status, r.Error)
 	}
 	if result, reason := e.waitJobs(id); result == store.ResultRemoved || !strings.Contains(reason, "out of range") {
 		t.Fatalf("webhook job: %s %q", result, reason)
 	}
-	if !e.containerExists(cid) || !e.instanceExists(id) || e.instanceStatus(id) != store.StatusStopped {
+	if !e.containerExists(cid) || !e.instanceExists(id) || e.instanceStatus(id) != stale.StatusStopped {
 		t.Fatal("a container stopped 3 minutes ago was removed, or its row changed")
 	}
 }
@@ -50,10 +51,10 @@ func TestRedeployInProgressIsNotRemoved(t *testing.T) {
 	e := newEnv(t, envOptions{now: time.Now})
 	monthAgo := time.Now().Add(-30 * 24 * time.Hour)
 	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: monthAgo, LastAliveAt: monthAgo, Status: "deploying"})
-	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}})
+	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 	if r.status != http.StatusConflict || !strings.Contains(r.Error, "not stale") {
 		t.Fatalf("cleanup of a redeploy in progress: %d %q, want 409 not stale", r.status, r.Error)
 	}
@@ -80,7 +81,7 @@ func TestRemoveAnswerLostAfterEngineActed(t *testing.T) {
 	})
 	e := newEnv(t, envOptions{dockerHost: host})
 	id, cid := e.staleInstance("shop")
-	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", cleanup.RoleOperator, "", nil)
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
 	if r.status != http.StatusOK {
 		t.Fatalf("cleanup whose answer was lost: %d %q, want 200 removed", r.status, r.Error)
 	}
@@ -111,7 +112,7 @@ func TestResumedJobFinishesItsRemoval(t *testing.T) {
 	e := newEnv(t, envOptions{lease: 2 * time.Second, wrapStore: func(s cleanup.Store) cleanup.Store { return &failingFinish{Store: s} }})
 	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
-	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
+	r := e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
 	if r.status != http.StatusOK {
 		t.Fatalf("webhook: %d %s", r.status, r.Error)
 	}
@@ -150,7 +151,7 @@ func TestPoisonWebhookAlertsAreInvalidNotRetried(t *testing.T) {
 
 	payload := webhookPayload(nulLabel, nulAnnotation, longFingerprint, good)
 	payload["truncatedAlerts"] = 7
-	r := e.postJSON("/api/alertmanager/webhook", cleanup.RoleAlertmanager, payload)
+	r := e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, payload)
 	if r.status != http.StatusOK {
 		t.Fatalf("poison delivery: %d %q, want 200 (Alertmanager retries 5xx forever)", r.status, r.Error)
 	}
@@ -185,27 +186,27 @@ func TestAmbiguousBodiesAreRefused(t *testing.T) {
 	alert := `{"status":"firing","labels":{"alertname":"StaleContainer","instance_id":"` + id + `","action":"cleanup"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"f1"}`
 	for _, c := range []struct {
 		name, path string
-		role       cleanup.Role
+		role       auth.Role
 		body       string
 		errorHas   string
 	}{
-		{"duplicate dry_run", bulk, cleanup.RoleAdmin, `{"dry_run": true, "dry_run": false, "max": 1}`, "appears twice"},
-		{"null dry_run", bulk, cleanup.RoleAdmin, `{"dry_run": null}`, "null"},
-		{"null max", bulk, cleanup.RoleAdmin, `{"max": null}`, "null"},
-		{"null body", bulk, cleanup.RoleAdmin, `null`, "null"},
-		{"dry_run as string", bulk, cleanup.RoleAdmin, `{"dry_run": "false"}`, "cannot unmarshal"},
-		{"dry_run as number", bulk, cleanup.RoleAdmin, `{"dry_run": 0}`, "cannot unmarshal"},
-		{"max as string", bulk, cleanup.RoleAdmin, `{"max": "1"}`, "cannot unmarshal"},
-		{"max fractional", bulk, cleanup.RoleAdmin, `{"max": 1.5}`, "cannot unmarshal"},
-		{"max huge", bulk, cleanup.RoleAdmin, `{"max": 1e30}`, "cannot unmarshal"},
-		{"body an array", bulk, cleanup.RoleAdmin, `[{"dry_run": true}]`, "cannot unmarshal"},
-		{"trailing data", bulk, cleanup.RoleAdmin, `{"dry_run": true} {"dry_run": false}`, "trailing"},
-		{"deeply nested", bulk, cleanup.RoleAdmin, strings.Repeat("[", 100) + strings.Repeat("]", 100), "nested"},
-		{"webhook alerts twice", hook, cleanup.RoleAlertmanager, `{"alerts":[], "alerts":[` + alert + `]}`, "appears twice"},
-		{"webhook null alerts", hook, cleanup.RoleAlertmanager, `{"alerts": null}`, "null"},
-		{"webhook label twice", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":"none","action":"cleanup"}}]}`, "appears twice"},
-		{"webhook null label", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":null}}]}`, "null"},
-		{"webhook status as number", hook, cleanup.RoleAlertmanager, `{"alerts":[{"status":1}]}`, "cannot unmarshal"},
+		{"duplicate dry_run", bulk, auth.RoleAdmin, `{"dry_run": true, "dry_run": false, "max": 1}`, "appears twice"},
+		{"null dry_run", bulk, auth.RoleAdmin, `{"dry_run": null}`, "null"},
+		{"null max", bulk, auth.RoleAdmin, `{"max": null}`, "null"},
+		{"null body", bulk, auth.RoleAdmin, `null`, "null"},
+		{"dry_run as string", bulk, auth.RoleAdmin, `{"dry_run": "false"}`, "cannot unmarshal"},
+		{"dry_run as number", bulk, auth.RoleAdmin, `{"dry_run": 0}`, "cannot unmarshal"},
+		{"max as string", bulk, auth.RoleAdmin, `{"max": "1"}`, "cannot unmarshal"},
+		{"max fractional", bulk, auth.RoleAdmin, `{"max": 1.5}`, "cannot unmarshal"},
+		{"max huge", bulk, auth.RoleAdmin, `{"max": 1e30}`, "cannot unmarshal"},
+		{"body an array", bulk, auth.RoleAdmin, `[{"dry_run": true}]`, "cannot unmarshal"},
+		{"trailing data", bulk, auth.RoleAdmin, `{"dry_run": true} {"dry_run": false}`, "trailing"},
+		{"deeply nested", bulk, auth.RoleAdmin, strings.Repeat("[", 100) + strings.Repeat("]", 100), "nested"},
+		{"webhook alerts twice", hook, auth.RoleAlertmanager, `{"alerts":[], "alerts":[` + alert + `]}`, "appears twice"},
+		{"webhook null alerts", hook, auth.RoleAlertmanager, `{"alerts": null}`, "null"},
+		{"webhook label twice", hook, auth.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":"none","action":"cleanup"}}]}`, "appears twice"},
+		{"webhook null label", hook, auth.RoleAlertmanager, `{"alerts":[{"status":"firing","labels":{"action":null}}]}`, "null"},
+		{"webhook status as number", hook, auth.RoleAlertmanager, `{"alerts":[{"status":1}]}`, "cannot unmarshal"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.do(http.MethodPost, c.path, c.role, "application/json", []byte(c.body))
@@ -233,9 +234,9 @@ func (h *hangingStore) wait(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (h *hangingStore) Instance(ctx context.Context, id string) (store.Instance, error) {
+func (h *hangingStore) Instance(ctx context.Context, id string) (stale.Instance, error) {
 	if err := h.wait(ctx); err != nil {
-		return store.Instance{}, err
+		return stale.Instance{}, err
 	}
 	return h.Store.Instance(ctx, id)
 }
@@ -266,12 +267,12 @@ func TestHangingStoreAnswers503(t *testing.T) {
 	hanging.hung.Store(true)
 	for _, c := range []struct {
 		name, method, path string
-		role               cleanup.Role
+		role               auth.Role
 		body               string
 	}{
-		{"cleanup one", http.MethodPost, "/api/containers/stale/" + id + "/cleanup", cleanup.RoleOperator, ""},
-		{"webhook", http.MethodPost, "/api/alertmanager/webhook", cleanup.RoleAlertmanager, mustJSON(t, webhookPayload(staleAlert(id, cid, true, time.Now())))},
-		{"list cleanups", http.MethodGet, "/api/cleanups", cleanup.RoleViewer, ""},
+		{"cleanup one", http.MethodPost, "/api/containers/stale/" + id + "/cleanup", auth.RoleOperator, ""},
+		{"webhook", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, mustJSON(t, webhookPayload(staleAlert(id, cid, true, time.Now())))},
+		{"list cleanups", http.MethodGet, "/api/cleanups", auth.RoleViewer, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()

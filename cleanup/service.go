@@ -1,9 +1,9 @@
-// Package cleanup removes the containers of stale instances. Whoever asks
-// (the REST API for one instance, a bulk request, an Alertmanager webhook),
-// the request becomes a durable job in PostgreSQL, and one path carries it
-// out: re-check live state against Docker and the store, mark the instance
-// removing, remove the container, delete the row, write the event. Any
-// failed check is a skip with a reason, never a removal.
+// Package cleanup carries out cleanup jobs. Whoever asks (one instance, a
+// bulk request, an Alertmanager alert), the request becomes a durable job in
+// the store, and one path carries it out: re-check live state against Docker
+// and the store, mark the instance removing, remove the container, delete the
+// row, write the event. Any failed check is a skip with a reason, never a
+// removal. It returns domain outcomes; the HTTP surface is internal/api.
 package cleanup
 
 import (
@@ -19,16 +19,20 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/engine"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
 // Triggers: who asked for a cleanup.
 const (
-	TriggerAPI     = "api"
+	TriggerSingle  = "single"
 	TriggerBulk    = "bulk"
 	TriggerWebhook = "webhook"
 )
+
+// Triggers are every trigger.
+var Triggers = []string{TriggerSingle, TriggerBulk, TriggerWebhook}
 
 // ResultWouldRemove is a dry run's verdict for an instance it would remove.
 const ResultWouldRemove = "would_remove"
@@ -48,7 +52,7 @@ type Docker interface {
 
 // Store is the part of the store a cleanup uses.
 type Store interface {
-	Instance(ctx context.Context, id string) (store.Instance, error)
+	Instance(ctx context.Context, id string) (stale.Instance, error)
 	ThresholdDays(ctx context.Context) (int64, error)
 	EnqueueJob(ctx context.Context, req store.JobRequest) (store.Job, bool, error)
 	ClaimJob(ctx context.Context, lease time.Duration) (store.Job, bool, error)
@@ -61,9 +65,11 @@ type Store interface {
 	RecordAlert(ctx context.Context, occ store.AlertOccurrence, event store.Event, cleanup *store.JobRequest) (bool, store.Job, error)
 }
 
-// Scans gives the latest scan, for the bulk list and the mass-stale guard.
+// Scans gives the latest scan, for the bulk list and the mass-stale guard:
+// the last good snapshot (nil when none is recent enough), whether the latest
+// scan succeeded, and its error if not.
 type Scans interface {
-	Result(ctx context.Context) collector.Result
+	Latest(ctx context.Context) (snap *stale.Snapshot, succeeded bool, err error)
 }
 
 // Config tunes a Service.
@@ -227,21 +233,21 @@ func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
 
 // Bulk requests the cleanup of every stale instance of the latest scan, the
 // longest stale first, at most limit of them.
-func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, stale int, err error) {
+func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, staleCount int, err error) {
 	scanCtx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
-	r := s.scans.Result(scanCtx)
+	snap, _, scanErr := s.scans.Latest(scanCtx)
 	cancel()
-	if r.Snapshot == nil {
-		return nil, 0, fmt.Errorf("no recent successful scan: %w", r.Err)
+	if snap == nil {
+		return nil, 0, fmt.Errorf("no recent successful scan: %w", scanErr)
 	}
-	var targets []collector.Observation
-	for _, o := range r.Snapshot.Observations {
+	var targets []stale.Observation
+	for _, o := range snap.Observations {
 		if o.Verdict.Stale {
 			targets = append(targets, o)
 		}
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Verdict.LastAlive.Before(targets[j].Verdict.LastAlive) })
-	stale = len(targets)
+	staleCount = len(targets)
 	if len(targets) > limit {
 		targets = targets[:limit]
 	}
@@ -251,11 +257,11 @@ func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRu
 			continue // removed since the scan
 		}
 		if err != nil {
-			return jobs, stale, err
+			return jobs, staleCount, err
 		}
 		jobs = append(jobs, job)
 	}
-	return jobs, stale, nil
+	return jobs, staleCount, nil
 }
 
 // Wait polls the given jobs until all are done or ctx ends, and returns
@@ -322,7 +328,7 @@ func (s *Service) RecentJobs(ctx context.Context, limit int) ([]store.Job, error
 
 // check re-checks a job against live Docker and the store right before
 // acting. It returns a skip reason, or an error if it could not tell.
-func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, string, error) {
+func (s *Service) check(ctx context.Context, job store.Job) (stale.Instance, string, error) {
 	in, err := s.store.Instance(ctx, job.InstanceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return in, reasonGone, nil
@@ -333,29 +339,29 @@ func (s *Service) check(ctx context.Context, job store.Job) (store.Instance, str
 	if in.ContainerID != job.ContainerID {
 		return in, replacedReason(in, job), nil
 	}
-	c, err := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
 	if err != nil {
 		return in, "", err
 	}
-	if c.Found && c.Labels[collector.LabelInstanceID] != in.ID {
-		return in, fmt.Sprintf("container does not carry %s=%s", collector.LabelInstanceID, in.ID), nil
+	if c.Found && c.Labels[stale.LabelInstanceID] != in.ID {
+		return in, fmt.Sprintf("container does not carry %s=%s", stale.LabelInstanceID, in.ID), nil
 	}
 	threshold, err := s.threshold(ctx)
 	if err != nil {
 		return in, "", err
 	}
 	now := s.cfg.Now()
-	switch v := collector.Judge(in, c, threshold, now); v.Reason {
-	case collector.ReasonStale:
-	case collector.ReasonRemoving:
+	switch v := stale.Judge(in, c, threshold, now); v.Reason {
+	case stale.ReasonStale:
+	case stale.ReasonRemoving:
 		return in, "instance is already being removed", nil
-	case collector.ReasonRecent:
+	case stale.ReasonRecent:
 		return in, fmt.Sprintf("not stale: last alive %s ago, threshold %s",
 			now.Sub(v.LastAlive).Round(time.Second), threshold), nil
 	default:
 		return in, string(v.Reason), nil
 	}
-	if job.Trigger != TriggerAPI {
+	if job.Trigger != TriggerSingle {
 		if reason := s.massStaleGuard(ctx); reason != "" {
 			return in, reason, nil
 		}
@@ -372,10 +378,10 @@ func (s *Service) threshold(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	return collector.Threshold(s.cfg.Threshold, days)
+	return stale.Threshold(s.cfg.Threshold, days)
 }
 
-func replacedReason(in store.Instance, job store.Job) string {
+func replacedReason(in stale.Instance, job store.Job) string {
 	return fmt.Sprintf("instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID)
 }
 
@@ -386,7 +392,7 @@ func replacedReason(in store.Instance, job store.Job) string {
 // removing by this job, container not running and still the instance's.
 // gone reports a container already removed (the engine acted before the
 // interruption).
-func (s *Service) checkResumed(ctx context.Context, job store.Job) (in store.Instance, skip string, gone bool, err error) {
+func (s *Service) checkResumed(ctx context.Context, job store.Job) (in stale.Instance, skip string, gone bool, err error) {
 	in, err = s.store.Instance(ctx, job.InstanceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return in, reasonGone, false, nil
@@ -397,19 +403,19 @@ func (s *Service) checkResumed(ctx context.Context, job store.Job) (in store.Ins
 	switch {
 	case in.ContainerID != job.ContainerID:
 		return in, replacedReason(in, job), false, nil
-	case in.Status != store.StatusRemoving:
+	case in.Status != stale.StatusRemoving:
 		return in, fmt.Sprintf("instance status changed to %q while its removal was interrupted", in.Status), false, nil
 	}
-	c, err := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
 	switch {
 	case err != nil:
 		return in, "", false, err
 	case !c.Found:
 		return in, "", true, nil
-	case c.Labels[collector.LabelInstanceID] != in.ID:
-		return in, fmt.Sprintf("container does not carry %s=%s", collector.LabelInstanceID, in.ID), false, nil
+	case c.Labels[stale.LabelInstanceID] != in.ID:
+		return in, fmt.Sprintf("container does not carry %s=%s", stale.LabelInstanceID, in.ID), false, nil
 	case c.Running():
-		return in, string(collector.ReasonRunning), false, nil
+		return in, string(stale.ReasonRunning), false, nil
 	}
 	return in, "", false, nil
 }
@@ -417,14 +423,14 @@ func (s *Service) checkResumed(ctx context.Context, job store.Job) (in store.Ins
 // massStaleGuard refuses automatic cleanup when too many instances are stale
 // at once: that smells of a broken Docker or clock, not of real staleness.
 func (s *Service) massStaleGuard(ctx context.Context) string {
-	r := s.scans.Result(ctx)
-	if !r.Success || r.Snapshot == nil {
+	snap, succeeded, _ := s.scans.Latest(ctx)
+	if !succeeded || snap == nil {
 		return "mass-stale guard: the latest scan failed, refusing automatic cleanup"
 	}
-	total, stale := len(r.Snapshot.Observations), r.Snapshot.StaleCount()
-	if total > 0 && float64(stale)/float64(total) > s.cfg.MaxStaleRatio {
+	total, staleCount := len(snap.Observations), snap.StaleCount()
+	if total > 0 && float64(staleCount)/float64(total) > s.cfg.MaxStaleRatio {
 		return fmt.Sprintf("mass-stale guard: %d of %d instances are stale (more than %.0f%%), refusing automatic cleanup",
-			stale, total, 100*s.cfg.MaxStaleRatio)
+			staleCount, total, 100*s.cfg.MaxStaleRatio)
 	}
 	return ""
 }
@@ -459,7 +465,7 @@ func (s *Service) execute(ctx context.Context, job store.Job) {
 	}
 }
 
-func (s *Service) markAndRemove(ctx context.Context, job store.Job, in store.Instance) {
+func (s *Service) markAndRemove(ctx context.Context, job store.Job, in stale.Instance) {
 	err := s.store.MarkRemoving(ctx, job, in.Status)
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
@@ -480,7 +486,7 @@ func (s *Service) markAndRemove(ctx context.Context, job store.Job, in store.Ins
 }
 
 // remove removes the container of a job that marked its instance removing.
-func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) {
+func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance) {
 	if job.ContainerID != "" {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
 		// Never forced: the engine itself refuses to remove a container that
@@ -495,7 +501,7 @@ func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) 
 		default:
 			// The engine may have removed it and the answer been lost
 			// (connection cut, engine restarting): ask again.
-			c, inspectErr := collector.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+			c, inspectErr := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
 			switch {
 			case inspectErr != nil:
 				// Whether the engine acted is unknown: the job stays
@@ -517,10 +523,10 @@ func (s *Service) remove(ctx context.Context, job store.Job, in store.Instance) 
 // recordRemoved deletes the row of an instance whose container is gone,
 // writes the event and closes the job. If the store fails here, the job is
 // resumed after its lease and finds the container gone.
-func (s *Service) recordRemoved(ctx context.Context, job store.Job, in store.Instance) {
+func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Instance) {
 	err := s.store.FinishRemoved(ctx, job, store.Event{
 		Severity:   store.SeverityInfo,
-		Message:    fmt.Sprintf("removed stale container %s of %s", store.ShortID(job.ContainerID), describe(in)),
+		Message:    fmt.Sprintf("removed stale container %s of %s", stale.ShortID(job.ContainerID), describe(in)),
 		ProjectID:  in.ProjectID,
 		InstanceID: job.InstanceID,
 		Details:    eventDetails(job, in, ""),
@@ -535,14 +541,14 @@ func (s *Service) recordRemoved(ctx context.Context, job store.Job, in store.Ins
 }
 
 // finish closes a job that removed nothing, with an event saying why.
-func (s *Service) finish(ctx context.Context, job store.Job, in store.Instance, result, reason string) {
+func (s *Service) finish(ctx context.Context, job store.Job, in stale.Instance, result, reason string) {
 	severity := store.SeverityInfo
 	if result == store.ResultFailed {
 		severity = store.SeverityWarning
 	}
 	err := s.store.FinishJob(ctx, job, result, reason, store.Event{
 		Severity:   severity,
-		Message:    fmt.Sprintf("cleanup of container %s of %s %s: %s", store.ShortID(job.ContainerID), describe(in), result, reason),
+		Message:    fmt.Sprintf("cleanup of container %s of %s %s: %s", stale.ShortID(job.ContainerID), describe(in), result, reason),
 		ProjectID:  in.ProjectID,
 		InstanceID: job.InstanceID,
 		Details:    eventDetails(job, in, reason),
@@ -555,14 +561,14 @@ func (s *Service) finish(ctx context.Context, job store.Job, in store.Instance, 
 	s.logger.Info("cleanup did not remove", "job_id", job.ID, "instance_id", job.InstanceID, "result", result, "reason", reason)
 }
 
-func describe(in store.Instance) string {
+func describe(in stale.Instance) string {
 	if in.ProjectName == "" {
 		return "instance " + in.ID
 	}
 	return fmt.Sprintf("%s/%s (%s)", in.ProjectName, in.StageName, in.ImageTag)
 }
 
-func eventDetails(job store.Job, in store.Instance, reason string) map[string]any {
+func eventDetails(job store.Job, in stale.Instance, reason string) map[string]any {
 	d := map[string]any{
 		"job_id": job.ID, "trigger": job.Trigger, "requested_by": job.RequestedBy,
 		"container_id": job.ContainerID, "project_name": in.ProjectName, "stage_name": in.StageName,

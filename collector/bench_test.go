@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -47,7 +48,7 @@ func BenchmarkScan(b *testing.B) {
 			ctx := context.Background()
 			for b.Loop() {
 				if _, err := docker.ContainerList(ctx, client.ContainerListOptions{
-					All: true, Filters: make(client.Filters).Add("label", collector.LabelInstanceID),
+					All: true, Filters: make(client.Filters).Add("label", stale.LabelInstanceID),
 				}); err != nil {
 					b.Fatal(err)
 				}
@@ -105,7 +106,7 @@ func createBenchContainers(b *testing.B, docker *client.Client) []string {
 			defer func() { <-sem; wg.Done() }()
 			res, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 				Config: &container.Config{Image: image, Labels: map[string]string{
-					collector.LabelInstanceID: fmt.Sprintf("bench-%d", i),
+					stale.LabelInstanceID: fmt.Sprintf("bench-%d", i),
 				}},
 				HostConfig: &container.HostConfig{NetworkMode: "none"},
 			})

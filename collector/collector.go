@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -11,7 +12,7 @@ const namespace = "stale_exporter"
 
 // instanceLabels identify one instance; never instance, job or stage, which
 // clash with Prometheus target labels.
-var instanceLabels = []string{"instance_id", "project_name", "stage_name", "image_tag", "container_id"}
+var instanceLabels = stale.InstanceKeys
 
 var (
 	lastAliveDesc = prometheus.NewDesc("instance_last_alive_seconds",

@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
-	"github.com/docker-watcher/stale-exporter/store"
 )
 
 const threshold = time.Hour
@@ -63,17 +63,17 @@ func newScanner(docker collector.Docker, st collector.Store, adopt bool) *collec
 }
 
 func managed(id string) map[string]string {
-	return map[string]string{collector.LabelInstanceID: id}
+	return map[string]string{stale.LabelInstanceID: id}
 }
 
 // verdicts scans and returns each instance's observation by instance id.
-func verdicts(t *testing.T, s *collector.Scanner) map[string]collector.Observation {
+func verdicts(t *testing.T, s *collector.Scanner) map[string]stale.Observation {
 	t.Helper()
 	r := s.Rescan(context.Background())
 	if !r.Success {
 		t.Fatalf("scan failed: %v", r.Err)
 	}
-	out := map[string]collector.Observation{}
+	out := map[string]stale.Observation{}
 	for _, o := range r.Snapshot.Observations {
 		out[o.Instance.ID] = o
 	}
@@ -85,14 +85,14 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 	db := storetest.New(t)
 
 	// Ids are taken before the containers exist, as the platform does.
-	running := db.AddInstance(t, storetest.Instance{Status: store.StatusRunning, CreatedAt: old})
+	running := db.AddInstance(t, storetest.Instance{Status: stale.StatusRunning, CreatedAt: old})
 	db.Exec(t, "UPDATE instances SET last_alive_at = $2 WHERE id = $1", running, old)
 	runningCID := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(running), Start: true})
 
 	createdOld := db.AddInstance(t, storetest.Instance{CreatedAt: old})
 	createdYoung := db.AddInstance(t, storetest.Instance{CreatedAt: recent})
 	gone := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old, ContainerID: "0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef"})
-	removing := db.AddInstance(t, storetest.Instance{CreatedAt: old, Status: store.StatusRemoving})
+	removing := db.AddInstance(t, storetest.Instance{CreatedAt: old, Status: stale.StatusRemoving})
 	kept := db.AddInstance(t, storetest.Instance{CreatedAt: old})
 	exitedNow := db.AddInstance(t, storetest.Instance{CreatedAt: old, LastAliveAt: old})
 	// The platform may store the 12-character id docker ps shows.
@@ -104,7 +104,7 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 	set(createdYoung, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(createdYoung)}))
 	set(removing, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(removing)}))
 	keptLabels := managed(kept)
-	keptLabels[collector.LabelKeep] = "true"
+	keptLabels[stale.LabelKeep] = "true"
 	set(kept, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: keptLabels}))
 	set(exitedNow, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(exitedNow), Start: true, Exit: true}))
 	set(shortRunning, testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(shortRunning), Start: true})[:12])
@@ -116,17 +116,17 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 
 	want := map[string]struct {
 		stale  bool
-		reason collector.Reason
+		reason stale.Reason
 		state  string
 	}{
-		running:      {false, collector.ReasonRunning, "running"},
-		createdOld:   {true, collector.ReasonStale, "created"},
-		createdYoung: {false, collector.ReasonRecent, "created"},
-		gone:         {true, collector.ReasonStale, collector.StateMissing},
-		removing:     {false, collector.ReasonRemoving, "created"},
-		kept:         {false, collector.ReasonKept, "created"},
-		exitedNow:    {true, collector.ReasonStale, "exited"},
-		shortRunning: {false, collector.ReasonRunning, "running"},
+		running:      {false, stale.ReasonRunning, "running"},
+		createdOld:   {true, stale.ReasonStale, "created"},
+		createdYoung: {false, stale.ReasonRecent, "created"},
+		gone:         {true, stale.ReasonStale, stale.StateMissing},
+		removing:     {false, stale.ReasonRemoving, "created"},
+		kept:         {false, stale.ReasonKept, "created"},
+		exitedNow:    {true, stale.ReasonStale, "exited"},
+		shortRunning: {false, stale.ReasonRunning, "running"},
 	}
 	for id, w := range want {
 		o, ok := got[id]
@@ -166,9 +166,9 @@ func TestStaleRuleOnRealContainers(t *testing.T) {
 func TestMetricsExposition(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
-	stale := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", CreatedAt: old, LastAliveAt: old})
-	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(stale)})
-	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", stale, cid)
+	staleID := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", CreatedAt: old, LastAliveAt: old})
+	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(staleID)})
+	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", staleID, cid)
 
 	c := collector.New(newScanner(docker, db.Store, false), 10*time.Second)
 	reg := prometheus.NewPedanticRegistry()
@@ -184,7 +184,7 @@ func TestMetricsExposition(t *testing.T) {
 		t.Fatal(err)
 	}
 	lastAlive := float64(created.Unix())
-	labels := `container_id="` + cid + `",image_tag="pr-17",instance_id="` + stale + `",project_name="shop",stage_name="preview"`
+	labels := `container_id="` + cid + `",image_tag="pr-17",instance_id="` + staleID + `",project_name="shop",stage_name="preview"`
 	want := `
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
 # TYPE instance_stale gauge
@@ -337,9 +337,9 @@ func TestAdoption(t *testing.T) {
 	db := storetest.New(t)
 	const id = "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 	labels := managed(id)
-	labels[collector.LabelProject] = "blog"
-	labels[collector.LabelStage] = "staging"
-	labels[collector.LabelImageTag] = "v2"
+	labels[stale.LabelProject] = "blog"
+	labels[stale.LabelStage] = "staging"
+	labels[stale.LabelImageTag] = "v2"
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: labels, Start: true})
 	unlabelled := managed("7f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b")
 	testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: unlabelled})
@@ -350,7 +350,7 @@ func TestAdoption(t *testing.T) {
 		t.Fatalf("adopted instance missing from snapshot: %+v", got)
 	}
 	if o.Instance.ProjectName != "blog" || o.Instance.StageName != "staging" || o.Instance.ImageTag != "v2" ||
-		o.Instance.ContainerID != cid || o.Instance.Status != store.StatusRunning || o.Verdict.Stale {
+		o.Instance.ContainerID != cid || o.Instance.Status != stale.StatusRunning || o.Verdict.Stale {
 		t.Fatalf("adopted instance = %+v", o)
 	}
 	if len(got) != 1 {

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/collector"
-	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // fixedResults answers a hand-made scan result; block holds every call
@@ -48,14 +48,14 @@ func (f *fixedResults) set(r collector.Result) {
 	f.r = r
 }
 
-func snapshotOf(n int) *collector.Snapshot {
+func snapshotOf(n int) *stale.Snapshot {
 	now := time.Now()
-	snap := &collector.Snapshot{Threshold: time.Hour, ScannedAt: now}
+	snap := &stale.Snapshot{Threshold: time.Hour, ScannedAt: now}
 	for i := range n {
-		in := store.Instance{ID: "id-" + strings.Repeat("x", i%3) + string(rune('a'+i%26)), ProjectName: "shop", StageName: "preview",
+		in := stale.Instance{ID: "id-" + strings.Repeat("x", i%3) + string(rune('a'+i%26)), ProjectName: "shop", StageName: "preview",
 			ImageTag: "t", ContainerID: "c", CreatedAt: now.Add(-2 * time.Hour)}
-		snap.Observations = append(snap.Observations, collector.Observation{Instance: in,
-			Verdict: collector.Judge(in, collector.Container{}, time.Hour, now)})
+		snap.Observations = append(snap.Observations, stale.Observation{Instance: in,
+			Verdict: stale.Judge(in, stale.Container{}, time.Hour, now)})
 	}
 	return snap
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
@@ -53,10 +54,10 @@ stale_exporter_scan_success 0
 		}
 	}
 	// The largest value in range works and judges nothing stale.
-	db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", collector.MaxThresholdDays)
+	db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", stale.MaxThresholdDays)
 	scanner := collector.NewScanner(docker, db.Store, collector.Config{MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
 		slog.New(slog.DiscardHandler))
-	if r := scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 0 || r.Snapshot.Threshold != collector.MaxThreshold {
+	if r := scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 0 || r.Snapshot.Threshold != stale.MaxThreshold {
 		t.Fatalf("100 years: success=%v err=%v", r.Success, r.Err)
 	}
 }
@@ -75,7 +76,7 @@ func TestRedeployInProgressIsNotStale(t *testing.T) {
 		Threshold: threshold, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 	}, slog.New(slog.DiscardHandler))
 	o := verdicts(t, scanner)[id]
-	if o.Verdict.Stale || o.Verdict.Reason != collector.ReasonRecent || time.Since(o.Verdict.LastAlive) > time.Minute {
+	if o.Verdict.Stale || o.Verdict.Reason != stale.ReasonRecent || time.Since(o.Verdict.LastAlive) > time.Minute {
 		t.Fatalf("redeploy in progress: %+v, want not stale, last alive at the container's creation", o.Verdict)
 	}
 }
@@ -112,7 +113,7 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 		byName:            {false, "running"},
 		unlabelled:        {false, "running"},
 		stoppedUnlabelled: {true, "created"},
-		missing:           {true, collector.StateMissing},
+		missing:           {true, stale.StateMissing},
 	} {
 		if o := got[id]; o.Verdict.Stale != want.stale || o.Container.DockerState() != want.state {
 			t.Errorf("instance %s: stale=%v state=%q, want stale=%v state=%q", id, o.Verdict.Stale, o.Container.DockerState(), want.stale, want.state)

@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/docker-watcher/stale-exporter/internal/engine"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -44,40 +44,15 @@ type Config struct {
 	DockerTimeout time.Duration
 	// Adopt creates instance rows for labelled containers the store lacks.
 	Adopt bool
-	// Now is the clock of the stale rule; nil means time.Now. Tests set it
-	// instead of sleeping.
+	// Now is the scanner's clock (the stale rule's, the cache's and the
+	// snapshot age's); nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
-}
-
-// Observation is one instance as a scan saw it.
-type Observation struct {
-	Instance  store.Instance
-	Container Container
-	Verdict   Verdict
-}
-
-// Snapshot is the result of one successful scan.
-type Snapshot struct {
-	Observations []Observation
-	Threshold    time.Duration
-	ScannedAt    time.Time
-}
-
-// StaleCount is the number of stale instances.
-func (s *Snapshot) StaleCount() int {
-	n := 0
-	for _, o := range s.Observations {
-		if o.Verdict.Stale {
-			n++
-		}
-	}
-	return n
 }
 
 // Result is what a scrape or an API call gets: the outcome of the latest
 // scan and the last good snapshot, if it is recent enough.
 type Result struct {
-	Snapshot *Snapshot
+	Snapshot *stale.Snapshot
 	Success  bool
 	DockerUp bool
 	StoreUp  bool
@@ -99,7 +74,7 @@ type Scanner struct {
 	mu       sync.Mutex
 	inflight chan struct{} // closed when the running scan ends
 	latest   Result
-	good     *Snapshot
+	good     *stale.Snapshot
 	attempt  time.Time // when the latest scan started
 	seq      uint64    // scans finished
 	// finishedAt caches Docker's FinishedAt by container id; a stopped
@@ -130,7 +105,14 @@ func (s *Scanner) Wait() { s.scans.Wait() }
 // Result returns the outcome of a scan no older than the cache TTL, running
 // one if needed. Callers that arrive while a scan runs share it.
 func (s *Scanner) Result(ctx context.Context) Result {
-	return s.await(ctx, func() bool { return s.attempt.IsZero() || time.Since(s.attempt) > s.cfg.CacheTTL })
+	return s.await(ctx, func() bool { return s.attempt.IsZero() || s.cfg.Now().Sub(s.attempt) > s.cfg.CacheTTL })
+}
+
+// Latest is Result for those who need only the snapshot and whether the
+// latest scan succeeded.
+func (s *Scanner) Latest(ctx context.Context) (snap *stale.Snapshot, succeeded bool, err error) {
+	r := s.Result(ctx)
+	return r.Snapshot, r.Success, r.Err
 }
 
 // Rescan runs a fresh scan (or joins the one running) and returns its result.
@@ -177,7 +159,7 @@ func (s *Scanner) resultLocked() Result {
 	r := s.latest
 	if s.good != nil {
 		r.LastSuccess = s.good.ScannedAt
-		if time.Since(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
+		if s.cfg.Now().Sub(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
 			r.Snapshot = s.good
 		}
 	}
@@ -189,7 +171,7 @@ func (s *Scanner) resultLocked() Result {
 func (s *Scanner) startLocked() {
 	done := make(chan struct{})
 	s.inflight = done
-	s.attempt = time.Now()
+	s.attempt = s.cfg.Now()
 	s.scans.Add(1)
 	go func() {
 		defer s.scans.Done()
@@ -213,7 +195,7 @@ func (s *Scanner) startLocked() {
 	}()
 }
 
-func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
+func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 	now := s.cfg.Now()
 	var (
 		wg         sync.WaitGroup
@@ -240,7 +222,7 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 	}
 	// An out-of-range threshold fails the scan: the last good snapshot is
 	// kept and nothing becomes stale by a wrapped or absurd value.
-	threshold, err := Threshold(s.cfg.Threshold, inv.ThresholdDays)
+	threshold, err := stale.Threshold(s.cfg.Threshold, inv.ThresholdDays)
 	if err != nil {
 		r.Err = err
 		return nil, r
@@ -249,7 +231,7 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 	byID := make(map[string]containerSummary, 2*len(containers))
 	for _, c := range containers {
 		byID[c.id] = c
-		byID[store.ShortID(c.id)] = c
+		byID[stale.ShortID(c.id)] = c
 	}
 	if s.cfg.Adopt {
 		adopted, err := s.adopt(ctx, inv, containers)
@@ -271,21 +253,21 @@ func (s *Scanner) scan(ctx context.Context) (*Snapshot, Result) {
 		return nil, r
 	}
 	unlisted := s.lookUpUnlisted(ctx, inv.Instances, byID)
-	snap := &Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]Observation, 0, len(inv.Instances))}
+	snap := &stale.Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]stale.Observation, 0, len(inv.Instances))}
 	var alive []string
 	for _, in := range inv.Instances {
-		var c Container
+		var c stale.Container
 		if sum, ok := lookup(byID, in.ContainerID); ok {
-			c = Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
+			c = stale.Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
 		} else if in.ContainerID != "" {
 			c = unlisted[in.ContainerID]
 		}
-		v := Judge(in, c, threshold, now)
+		v := stale.Judge(in, c, threshold, now)
 		if c.Running() {
 			alive = append(alive, in.ID)
 			in.LastAliveAt = now
 		}
-		snap.Observations = append(snap.Observations, Observation{Instance: in, Container: c, Verdict: v})
+		snap.Observations = append(snap.Observations, stale.Observation{Instance: in, Container: c, Verdict: v})
 	}
 	if err := s.store.MarkAlive(ctx, alive, now); err != nil {
 		r.StoreUp, r.Err = false, err
@@ -303,7 +285,7 @@ func lookup(byID map[string]containerSummary, id string) (containerSummary, bool
 	}
 	c, ok := byID[id]
 	if !ok {
-		c, ok = byID[store.ShortID(id)]
+		c, ok = byID[stale.ShortID(id)]
 	}
 	return c, ok && strings.HasPrefix(c.id, id)
 }
@@ -322,7 +304,7 @@ func (s *Scanner) listContainers(ctx context.Context) ([]containerSummary, error
 	defer cancel()
 	res, err := s.docker.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: make(client.Filters).Add("label", LabelInstanceID),
+		Filters: make(client.Filters).Add("label", stale.LabelInstanceID),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
@@ -346,8 +328,8 @@ const maxUnlistedLookups = 100
 // that the labelled list lacks: such a container may run without the
 // platform's label. Only the engine's 404 makes one missing; a container not
 // looked up, or that Docker could not describe, is returned as unknown.
-func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []store.Instance, byID map[string]containerSummary) map[string]Container {
-	out := map[string]Container{}
+func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance, byID map[string]containerSummary) map[string]stale.Container {
+	out := map[string]stale.Container{}
 	var refs []string
 	for _, in := range instances {
 		ref := in.ContainerID
@@ -361,10 +343,10 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []store.Instance
 			continue
 		}
 		if s.gone[ref] {
-			out[ref] = Container{}
+			out[ref] = stale.Container{}
 			continue
 		}
-		out[ref] = Container{Unknown: true}
+		out[ref] = stale.Container{Unknown: true}
 		refs = append(refs, ref)
 	}
 	if len(refs) > maxUnlistedLookups {
@@ -382,7 +364,7 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []store.Instance
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := Inspect(ctx, s.docker, ref, s.cfg.DockerTimeout)
+			c, err := engine.Inspect(ctx, s.docker, ref, s.cfg.DockerTimeout)
 			if err != nil {
 				s.logger.Debug("look up unlisted container", "container", ref, "err", err)
 				return
@@ -427,7 +409,7 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 	finished := make(map[string]time.Time, len(containers))
 	var missing []string
 	for _, c := range containers {
-		if (Container{Found: true, State: c.state}).Running() {
+		if (stale.Container{Found: true, State: c.state}).Running() {
 			continue
 		}
 		if t, ok := known[c.id]; ok {
@@ -473,56 +455,8 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 
 func (s *Scanner) finishedAtOf(ctx context.Context, id string) (time.Time, error) {
 	// A container removed between list and inspect has no stop time to offer.
-	c, err := Inspect(ctx, s.docker, id, s.cfg.DockerTimeout)
+	c, err := engine.Inspect(ctx, s.docker, id, s.cfg.DockerTimeout)
 	return c.FinishedAt, err
-}
-
-// Inspector is the one Docker call Inspect needs.
-type Inspector interface {
-	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
-}
-
-// Inspect reads a container's live state within timeout. A container Docker
-// does not know is returned as not Found, without error.
-func Inspect(ctx context.Context, docker Inspector, id string, timeout time.Duration) (Container, error) {
-	if id == "" {
-		return Container{}, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	res, err := docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if cerrdefs.IsNotFound(err) {
-		return Container{}, nil
-	}
-	if err != nil {
-		return Container{}, fmt.Errorf("inspect container %s: %w", id, err)
-	}
-	return containerFromInspect(res.Container)
-}
-
-// FinishedAt reads State.FinishedAt; Docker writes a zero year for a
-// container that never stopped.
-func FinishedAt(state *container.State) (time.Time, error) {
-	if state == nil {
-		return time.Time{}, nil
-	}
-	return parseDockerTime("FinishedAt", state.FinishedAt)
-}
-
-// parseDockerTime reads one of Docker's RFC 3339 times; empty and the zero
-// year Docker writes for "never" are the zero time.
-func parseDockerTime(field, raw string) (time.Time, error) {
-	if raw == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, raw)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parse %s %q: %w", field, raw, err)
-	}
-	if t.Year() <= 1 {
-		return time.Time{}, nil
-	}
-	return t, nil
 }
 
 func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []containerSummary) (int, error) {
@@ -532,14 +466,14 @@ func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []c
 	}
 	adopted := 0
 	for _, c := range containers {
-		id := c.labels[LabelInstanceID]
-		project, stage := c.labels[LabelProject], c.labels[LabelStage]
-		if known[id] || project == "" || stage == "" || !store.IsUUID(id) {
+		id := c.labels[stale.LabelInstanceID]
+		project, stage := c.labels[stale.LabelProject], c.labels[stale.LabelStage]
+		if known[id] || project == "" || stage == "" || !stale.IsUUID(id) {
 			continue
 		}
-		status := store.StatusStopped
-		if (Container{Found: true, State: c.state}).Running() {
-			status = store.StatusRunning
+		status := stale.StatusStopped
+		if (stale.Container{Found: true, State: c.state}).Running() {
+			status = stale.StatusRunning
 		}
 		err := s.store.Adopt(ctx, store.Adoption{
 			InstanceID: id, ProjectName: project, StageName: stage,
@@ -555,7 +489,7 @@ func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []c
 }
 
 func imageTag(c containerSummary) string {
-	if tag := c.labels[LabelImageTag]; tag != "" {
+	if tag := c.labels[stale.LabelImageTag]; tag != "" {
 		return tag
 	}
 	ref := c.image

@@ -6,14 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/jackc/pgx/v5"
-)
-
-// Instance statuses this service reads or writes; the platform has more.
-const (
-	StatusRunning  = "running"
-	StatusStopped  = "stopped"
-	StatusRemoving = "removing"
 )
 
 // ErrNotFound is returned when an instance does not exist.
@@ -23,28 +17,14 @@ var ErrNotFound = errors.New("not found")
 // no stale threshold to read.
 var ErrNoSettings = errors.New("table settings has no row: insert one with stale_threshold_days")
 
-// Instance is one row of instances, with the names of its project and stage.
-type Instance struct {
-	ID          string
-	ProjectID   string
-	ProjectName string
-	StageName   string
-	ContainerID string
-	ImageTag    string
-	Status      string
-	// LastAliveAt is zero when the platform never saw the instance running.
-	LastAliveAt time.Time
-	CreatedAt   time.Time
-}
-
 const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
 	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at
 	FROM instances i
 	JOIN projects p ON p.id = i.project_id
 	JOIN stages s ON s.id = i.stage_id`
 
-func scanInstance(row pgx.Row) (Instance, error) {
-	var in Instance
+func scanInstance(row pgx.Row) (stale.Instance, error) {
+	var in stale.Instance
 	err := row.Scan(&in.ID, &in.ProjectID, &in.ProjectName, &in.StageName, &in.ContainerID,
 		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt)
 	if in.LastAliveAt.Equal(time.Unix(0, 0)) {
@@ -55,7 +35,7 @@ func scanInstance(row pgx.Row) (Instance, error) {
 
 // Inventory is what one scan reads from the store.
 type Inventory struct {
-	Instances     []Instance
+	Instances     []stale.Instance
 	ThresholdDays int64
 }
 
@@ -83,13 +63,13 @@ func (s *Store) ReadInventory(ctx context.Context) (Inventory, error) {
 }
 
 // Instance reads one instance by id.
-func (s *Store) Instance(ctx context.Context, id string) (Instance, error) {
+func (s *Store) Instance(ctx context.Context, id string) (stale.Instance, error) {
 	in, err := scanInstance(s.pool.QueryRow(ctx, "SELECT "+instanceColumns+" WHERE i.id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Instance{}, ErrNotFound
+		return stale.Instance{}, ErrNotFound
 	}
 	if err != nil {
-		return Instance{}, fmt.Errorf("read instance %s: %w", id, err)
+		return stale.Instance{}, fmt.Errorf("read instance %s: %w", id, err)
 	}
 	return in, nil
 }
@@ -166,13 +146,13 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 		}
 		return insertEvent(ctx, tx, Event{
 			Severity:   SeverityInfo,
-			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", ShortID(a.ContainerID), a.ProjectName, a.StageName),
+			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", stale.ShortID(a.ContainerID), a.ProjectName, a.StageName),
 			ProjectID:  projectID,
 			InstanceID: a.InstanceID,
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("adopt container %s: %w", ShortID(a.ContainerID), err)
+		return fmt.Errorf("adopt container %s: %w", stale.ShortID(a.ContainerID), err)
 	}
 	return nil
 }
@@ -182,32 +162,4 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
-}
-
-// ShortID is the 12-character form of a container id, as docker ps shows it.
-func ShortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// IsUUID reports whether s is an id in the canonical 8-4-4-4-12 hex form.
-func IsUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/jackc/pgx/v5"
 )
 
-// Job states.
+// Job states and results, the values SQL uses too (migrations/0002's default
+// and partial index name pending and done).
 const (
 	JobPending = "pending"
 	JobRunning = "running"
@@ -103,7 +105,7 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 	for range 3 {
 		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by)
 			SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM instances WHERE id = $1)
-			ON CONFLICT (instance_id) WHERE state <> 'done' DO NOTHING
+			ON CONFLICT (instance_id) WHERE state <> '`+JobDone+`' DO NOTHING
 			RETURNING `+jobColumns, req.InstanceID, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
 			return job, true, nil
@@ -112,7 +114,7 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 			return Job{}, false, fmt.Errorf("enqueue cleanup of %s: %w", req.InstanceID, err)
 		}
 		job, err = scanJob(q.QueryRow(ctx, "SELECT "+jobColumns+
-			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> 'done'", req.InstanceID))
+			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> '"+JobDone+"'", req.InstanceID))
 		if err == nil {
 			return job, false, nil
 		}
@@ -135,11 +137,11 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 // It returns false when there is nothing to do.
 func (s *Store) ClaimJob(ctx context.Context, lease time.Duration) (Job, bool, error) {
 	job, err := scanJob(s.pool.QueryRow(ctx, `UPDATE cleanup_jobs
-		SET state = 'running', attempts = attempts + 1, lease_until = now() + $1::interval,
+		SET state = '`+JobRunning+`', attempts = attempts + 1, lease_until = now() + $1::interval,
 			started_at = coalesce(started_at, now())
 		WHERE id = (
 			SELECT id FROM cleanup_jobs
-			WHERE state = 'pending' OR (state = 'running' AND lease_until < now())
+			WHERE state = '`+JobPending+`' OR (state = '`+JobRunning+`' AND lease_until < now())
 			ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
 		RETURNING `+jobColumns, lease))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -156,7 +158,7 @@ func (s *Store) ClaimJob(ctx context.Context, lease time.Duration) (Job, bool, e
 // instance no longer has the status and container it was checked with.
 func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE instances SET status = 'removing', updated_at = now()
+		tag, err := tx.Exec(ctx, `UPDATE instances SET status = '`+stale.StatusRemoving+`', updated_at = now()
 			WHERE id = $1 AND status = $2 AND container_id = $3`, job.InstanceID, checkedStatus, job.ContainerID)
 		if err != nil {
 			return err
@@ -175,11 +177,11 @@ func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus string)
 // FinishRemoved deletes the instance row, writes the event and closes the job.
 func (s *Store) FinishRemoved(ctx context.Context, job Job, event Event) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = 'done', result = 'removed', reason = '',
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = '`+ResultRemoved+`', reason = '',
 			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM instances WHERE id = $1 AND status = 'removing'", job.InstanceID); err != nil {
+		if _, err := tx.Exec(ctx, "DELETE FROM instances WHERE id = $1 AND status = '"+stale.StatusRemoving+"'", job.InstanceID); err != nil {
 			return err
 		}
 		return insertEvent(ctx, tx, event)
@@ -195,13 +197,13 @@ func (s *Store) FinishRemoved(ctx context.Context, job Job, event Event) error {
 // nothing stays removing.
 func (s *Store) FinishJob(ctx context.Context, job Job, result, reason string, event Event) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = 'done', result = $3, reason = $4,
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = $3, reason = $4,
 			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`, result, reason); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE instances i SET status = j.previous_status, updated_at = now()
 			FROM cleanup_jobs j
-			WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id AND i.status = 'removing'`,
+			WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id AND i.status = '`+stale.StatusRemoving+`'`,
 			job.ID); err != nil {
 			return err
 		}
@@ -247,7 +249,7 @@ func (s *Store) RecentJobs(ctx context.Context, limit int) ([]Job, error) {
 // LastRemoval returns the job that removed an instance, if any.
 func (s *Store) LastRemoval(ctx context.Context, instanceID string) (Job, bool, error) {
 	job, err := scanJob(s.pool.QueryRow(ctx, "SELECT "+jobColumns+` FROM cleanup_jobs
-		WHERE instance_id = $1 AND result = 'removed' ORDER BY id DESC LIMIT 1`, instanceID))
+		WHERE instance_id = $1 AND result = '`+ResultRemoved+`' ORDER BY id DESC LIMIT 1`, instanceID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}

@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/moby/moby/client"
@@ -19,20 +17,20 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
-	appcore "github.com/docker-watcher/stale-exporter/internal/app"
+	"github.com/docker-watcher/stale-exporter/internal/app"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
 )
 
 func main() {
-	app := kingpin.New("stale-exporter", "Exports containers a deploy platform left behind, and cleans them up.")
+	cli := kingpin.New("stale-exporter", "Exports containers a deploy platform left behind, and cleans them up.")
 	logConfig := &promslog.Config{}
-	promslogflag.AddFlags(app, logConfig)
-	app.Version(version.Print("stale-exporter"))
-	app.HelpFlag.Short('h')
+	promslogflag.AddFlags(cli, logConfig)
+	cli.Version(version.Print("stale-exporter"))
+	cli.HelpFlag.Short('h')
 
-	serve := app.Command("serve", "Run the exporter (the default).").Default()
-	var f appcore.Config
+	serve := cli.Command("serve", "Run the exporter (the default).").Default()
+	var f app.Config
 	f.Web = kingpinflag.AddFlags(serve, ":9817")
 	serve.Flag("web.read-timeout", "Longest time to read a whole request, body included.").Default("30s").DurationVar(&f.ReadTimeout)
 	serve.Flag("web.write-timeout", "Longest time to answer a request; must outlast --cleanup.wait.").Default("1m").DurationVar(&f.WriteTimeout)
@@ -64,15 +62,14 @@ func main() {
 	serve.Flag("cleanup.wait", "How long a cleanup request waits for its jobs before answering 202.").
 		Default("10s").DurationVar(&f.CleanupWait)
 
-	tokenCmd := app.Command("token", "Print a new random API token and its tokens-file entry.")
+	tokenCmd := cli.Command("token", "Print a new random API token and its tokens-file entry.")
 	tokenName := tokenCmd.Flag("name", "Name of the token, shown in the audit log.").Required().String()
-	tokenRole := tokenCmd.Flag("role", "Role of the token.").Required().Enum(
-		string(cleanup.RoleViewer), string(cleanup.RoleOperator), string(cleanup.RoleAdmin), string(cleanup.RoleAlertmanager))
+	tokenRole := tokenCmd.Flag("role", "Role of the token.").Required().Enum(auth.RoleNames()...)
 
-	healthCmd := app.Command("healthcheck", "Exit 0 if the exporter at --url is ready (for container health checks).")
+	healthCmd := cli.Command("healthcheck", "Exit 0 if the exporter at --url is ready (for container health checks).")
 	healthURL := healthCmd.Flag("url", "Readiness URL.").Default("http://127.0.0.1:9817/-/ready").String()
 
-	secretsCmd := app.Command("init-secrets", "Create the secrets a docker compose stack shares, unless they exist.")
+	secretsCmd := cli.Command("init-secrets", "Create the secrets a docker compose stack shares, unless they exist.")
 	secretsDir := secretsCmd.Flag("dir", "Directory to write them to.").Required().String()
 	var secretsDB secrets.Database
 	secretsCmd.Flag("postgres.host", "Host of the stack's PostgreSQL.").Default("postgres").StringVar(&secretsDB.Host)
@@ -80,16 +77,16 @@ func main() {
 	secretsCmd.Flag("postgres.database", "Database name.").Default("platform").StringVar(&secretsDB.Name)
 	secretsCmd.Flag("postgres.user", "Database user.").Default("stale").StringVar(&secretsDB.User)
 
-	command := kingpin.MustParse(app.Parse(os.Args[1:]))
+	command := kingpin.MustParse(cli.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
 	switch command {
 	case serve.FullCommand():
 		if err := run(f, logger); err != nil {
-			logger.Error("stale-exporter stopped", "err", err)
+			logger.Error("stale-exporter failed", "err", err)
 			os.Exit(1)
 		}
 	case healthCmd.FullCommand():
-		if err := healthcheck(*healthURL); err != nil {
+		if err := app.Healthcheck(*healthURL); err != nil {
 			fmt.Fprintln(os.Stderr, "stale-exporter healthcheck:", err)
 			os.Exit(1)
 		}
@@ -104,47 +101,21 @@ func main() {
 			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
 		}
 	case tokenCmd.FullCommand():
-		if err := printToken(*tokenName, cleanup.Role(*tokenRole)); err != nil {
+		if err := auth.WriteNewToken(os.Stdout, *tokenName, auth.Role(*tokenRole)); err != nil {
 			fmt.Fprintln(os.Stderr, "stale-exporter token:", err)
 			os.Exit(1)
 		}
 	}
 }
 
-func healthcheck(url string) error {
-	c := http.Client{Timeout: 5 * time.Second}
-	res, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, res.Status)
-	}
-	return nil
-}
-
-func printToken(name string, role cleanup.Role) error {
-	secret, entry, err := cleanup.NewToken(name, role)
-	if err != nil {
-		return err
-	}
-	file, err := cleanup.FormatEntries(entry)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("# Token (shown once; give it to the client):\n# %s\n# Entry for --api.tokens-file:\n%s", secret, file)
-	return nil
-}
-
 // run starts the exporter and serves until SIGINT or SIGTERM.
-func run(cfg appcore.Config, logger *slog.Logger) error {
+func run(cfg app.Config, logger *slog.Logger) error {
 	logger.Info("starting stale-exporter", "version", version.Info(), "build_context", version.BuildContext())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := appcore.New(ctx, cfg, logger)
+	exporter, err := app.New(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	return exporter.Run(ctx)
 }

@@ -28,6 +28,9 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/api"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -36,9 +39,12 @@ const exporterName = "stale_exporter"
 // maxBodyBytes caps API and webhook request bodies.
 const maxBodyBytes = 1 << 20
 
+// WebFlags are the exporter-toolkit's listen and web-config flags.
+type WebFlags = web.FlagConfig
+
 // Config is everything the process is started with.
 type Config struct {
-	Web            *web.FlagConfig
+	Web            *WebFlags
 	StoreDSN       string
 	StoreTimeout   time.Duration
 	DockerHost     string
@@ -83,7 +89,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--web.max-requests must not be negative, got %d", c.MaxRequests)
 	}
 	if c.Threshold != 0 {
-		if _, err := collector.Threshold(c.Threshold, 0); err != nil {
+		if _, err := stale.Threshold(c.Threshold, 0); err != nil {
 			return fmt.Errorf("--stale.threshold: %w", err)
 		}
 	}
@@ -141,7 +147,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 
 // loadTokens reads the tokens file, and refuses basic auth in the web config
 // beside it: the toolkit would answer 401 to every bearer token.
-func loadTokens(cfg Config, logger *slog.Logger) (*cleanup.Tokens, error) {
+func loadTokens(cfg Config, logger *slog.Logger) (*auth.Tokens, error) {
 	if cfg.TokensFile == "" {
 		logger.Warn("no --api.tokens-file: cleanup endpoints and the webhook are closed")
 		return nil, nil
@@ -156,7 +162,7 @@ func loadTokens(cfg Config, logger *slog.Logger) (*cleanup.Tokens, error) {
 				"basic auth answers 401 to every bearer token, so the API and the webhook would be unreachable; use one of them")
 		}
 	}
-	return cleanup.LoadTokens(cfg.TokensFile)
+	return auth.LoadTokens(cfg.TokensFile)
 }
 
 func basicAuthUsers(path string) (int, error) {
@@ -236,7 +242,7 @@ func redactIn(err error, host string) string {
 	return msg
 }
 
-func (a *App) build(tokens *cleanup.Tokens) error {
+func (a *App) build(tokens *auth.Tokens) error {
 	cfg := a.cfg
 	a.scanner = collector.NewScanner(a.docker, a.store, collector.Config{
 		Threshold:      cfg.Threshold,
@@ -262,12 +268,13 @@ func (a *App) build(tokens *cleanup.Tokens) error {
 	}, reg, a.logger)
 
 	router := httprouter.New()
-	cleanup.NewAPI(a.service, a.scanner, cleanup.APIConfig{
+	api.New(a.service, a.scanner, api.Config{
 		Tokens:        tokens,
 		Wait:          cfg.CleanupWait,
 		MaxPerRequest: cfg.MaxPerRequest,
 		MaxBodyBytes:  maxBodyBytes,
-	}, a.logger).Register(router)
+		StoreTimeout:  cfg.StoreTimeout,
+	}, reg, a.logger).Register(router)
 	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, collector.HandlerOpts{
 		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
 	}, a.logger))
@@ -295,7 +302,7 @@ func (a *App) build(tokens *cleanup.Tokens) error {
 	if err != nil {
 		return fmt.Errorf("landing page: %w", err)
 	}
-	router.NotFound = cleanup.NotFound(landing)
+	router.NotFound = api.NotFound(landing)
 	a.server = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
@@ -354,4 +361,19 @@ func (a *App) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
+}
+
+// Healthcheck returns nil if the exporter at url (its readiness endpoint)
+// answers 200, for container health checks.
+func Healthcheck(url string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, res.Status)
+	}
+	return nil
 }

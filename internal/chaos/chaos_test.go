@@ -24,8 +24,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/moby/moby/client"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -220,15 +220,15 @@ func (s *suite) startExporter(i int) {
 
 func (s *suite) writeTokens(path string) {
 	s.t.Helper()
-	admin, adminEntry, err := cleanup.NewToken("chaos-admin", cleanup.RoleAdmin)
+	admin, adminEntry, err := auth.NewToken("chaos-admin", auth.RoleAdmin)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	notifier, notifierEntry, err := cleanup.NewToken("chaos-alertmanager", cleanup.RoleAlertmanager)
+	notifier, notifierEntry, err := auth.NewToken("chaos-alertmanager", auth.RoleAlertmanager)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	file, err := cleanup.FormatEntries(adminEntry, notifierEntry)
+	file, err := auth.FormatEntries(adminEntry, notifierEntry)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func (s *suite) createInstances(batches, size int) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		l := map[string]string{collector.LabelInstanceID: id}
+		l := map[string]string{stale.LabelInstanceID: id}
 		for k, v := range labels {
 			l[k] = v
 		}
@@ -266,9 +266,9 @@ func (s *suite) createInstances(batches, size int) {
 			in.oldContainerID = in.containerID
 			in.containerID = testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: true})
 		}
-		status := store.StatusStopped
+		status := stale.StatusStopped
 		if start || kind == kindReplaced {
-			status = store.StatusRunning
+			status = stale.StatusRunning
 		}
 		if _, err := s.pool.Exec(ctx, "UPDATE instances SET container_id = $2, status = $3 WHERE id = $1", id, in.containerID, status); err != nil {
 			s.t.Fatal(err)
@@ -287,7 +287,7 @@ func (s *suite) createInstances(batches, size int) {
 		s.protected = append(s.protected, add(kindRunning, nil, true))
 	}
 	for range 2 {
-		s.protected = append(s.protected, add(kindKept, map[string]string{collector.LabelKeep: "true"}, false),
+		s.protected = append(s.protected, add(kindKept, map[string]string{stale.LabelKeep: "true"}, false),
 			add(kindYoung, nil, false), add(kindReplaced, nil, false))
 	}
 	s.instances = append(s.instances, s.protected...)
@@ -478,16 +478,16 @@ func (s *suite) checkInvariant(after string, final bool) int {
 				fail("removed stale instance %s: container=%v removed jobs=%d removal events=%d, want false, 1, 1", in.id, container, removedJobs, removalEvents)
 			}
 		case in.kind == kindStale:
-			if !container || status != store.StatusStopped || removedJobs != 0 || removalEvents != 0 {
+			if !container || status != stale.StatusStopped || removedJobs != 0 || removalEvents != 0 {
 				fail("stale instance %s not removed: container=%v status=%s removed jobs=%d events=%d", in.id, container, status, removedJobs, removalEvents)
 			}
 			if final {
 				fail("stale instance %s was never removed", in.id)
 			}
 		default:
-			want := store.StatusStopped
+			want := stale.StatusStopped
 			if in.kind == kindRunning || in.kind == kindReplaced {
-				want = store.StatusRunning
+				want = stale.StatusRunning
 			}
 			if !row || !container || status != want || removedJobs != 0 || removalEvents != 0 {
 				fail("%s instance %s: row=%v container=%v status=%s removed jobs=%d events=%d: it must never be removed",

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -39,14 +39,14 @@ func TestKilledMidCleanupIsResumed(t *testing.T) {
 	old := time.Now().Add(-48 * time.Hour)
 	for range 2 {
 		id := db.AddInstance(t, storetest.Instance{CreatedAt: old})
-		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}, Start: true})
+		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true})
 		db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 	}
 	id := db.AddInstance(t, storetest.Instance{CreatedAt: old})
-	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}})
+	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	secret, tokensFile := tokenFile(t, dir, cleanup.RoleOperator)
+	secret, tokensFile := tokenFile(t, dir, auth.RoleOperator)
 	binary := buildExporter(t, dir)
 	env := append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	// A 2s Docker timeout gives a 2s window to kill it mid-removal, and an

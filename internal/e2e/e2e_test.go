@@ -18,8 +18,8 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -108,7 +108,7 @@ func TestPipeline(t *testing.T) {
 	old := time.Now().Add(-48 * time.Hour)
 	instance := func(stage string, run bool) (string, string) {
 		id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: stage, ImageTag: stage + "-1", CreatedAt: old})
-		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}, Start: run})
+		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: run})
 		db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 		return id, cid
 	}
@@ -117,7 +117,7 @@ func TestPipeline(t *testing.T) {
 	cleanID, cleanCID := instance("preview", false)
 	warnID, warnCID := instance("production", false)
 
-	secret, tokensFile := tokenFile(t, dir, cleanup.RoleAlertmanager)
+	secret, tokensFile := tokenFile(t, dir, auth.RoleAlertmanager)
 	credentials := write(t, filepath.Join(dir, "am-token"), secret)
 	binary := buildExporter(t, dir)
 	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -216,13 +216,13 @@ const threshold = 2 * time.Second
 
 // tokenFile writes a tokens file with one new token of role and returns the
 // token and the file.
-func tokenFile(t *testing.T, dir string, role cleanup.Role) (secret, path string) {
+func tokenFile(t *testing.T, dir string, role auth.Role) (secret, path string) {
 	t.Helper()
-	secret, entry, err := cleanup.NewToken(string(role), role)
+	secret, entry, err := auth.NewToken(string(role), role)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := cleanup.FormatEntries(entry)
+	tokens, err := auth.FormatEntries(entry)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -36,7 +36,7 @@ func TestHostileClients(t *testing.T) {
 		INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM projects WHERE name = 'load'`)
 	db.Exec(t, `INSERT INTO instances (stage_id, project_id, container_id, image_tag, status)
 		SELECT s.id, s.project_id, '', 'tag-' || g, 'stopped' FROM stages s, generate_series(1, 1000) g`)
-	secret, tokensFile := tokenFile(t, dir, cleanup.RoleAlertmanager)
+	secret, tokensFile := tokenFile(t, dir, auth.RoleAlertmanager)
 	binary := buildExporter(t, dir)
 	addr := testenv.FreeAddr(t)
 	const readTimeout, idleTimeout, writeTimeout = 2 * time.Second, 2 * time.Second, 8 * time.Second

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -25,16 +25,16 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 	db := storetest.New(t)
 	dir := t.TempDir()
 	old := time.Now().Add(-48 * time.Hour)
-	var stale []string
+	var staleIDs []string
 	for i := range 12 {
 		id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", CreatedAt: old})
-		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{collector.LabelInstanceID: id}, Start: i%2 == 0})
+		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: i%2 == 0})
 		db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 		if i%2 == 1 {
-			stale = append(stale, id)
+			staleIDs = append(staleIDs, id)
 		}
 	}
-	secret, tokensFile := tokenFile(t, dir, cleanup.RoleOperator)
+	secret, tokensFile := tokenFile(t, dir, auth.RoleOperator)
 	binary := buildExporter(t, dir)
 	var addrs []string
 	for range 2 {
@@ -47,8 +47,8 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 	time.Sleep(threshold) // the containers age past the threshold
 
 	var wg sync.WaitGroup
-	statuses := make(chan int, 4*len(stale))
-	for _, id := range stale {
+	statuses := make(chan int, 4*len(staleIDs))
+	for _, id := range staleIDs {
 		for _, addr := range addrs {
 			for range 2 {
 				wg.Add(1)
@@ -74,24 +74,24 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 			t.Errorf("cleanup answered %d, want 200 (removed, or the shared job that removed it)", s)
 		}
 	}
-	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE result = 'removed'"); n != len(stale) {
-		t.Errorf("removed jobs = %d, want %d", n, len(stale))
+	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE result = 'removed'"); n != len(staleIDs) {
+		t.Errorf("removed jobs = %d, want %d", n, len(staleIDs))
 	}
 	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE attempts <> 1"); n != 0 {
 		t.Errorf("%d jobs were claimed more than once", n)
 	}
-	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message LIKE 'removed %'"); n != len(stale) {
-		t.Errorf("removal events = %d, want %d", n, len(stale))
+	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message LIKE 'removed %'"); n != len(staleIDs) {
+		t.Errorf("removal events = %d, want %d", n, len(staleIDs))
 	}
-	if n := db.Count(t, "SELECT count(*) FROM instances"); n != 12-len(stale) {
-		t.Errorf("instances left = %d, want %d", n, 12-len(stale))
+	if n := db.Count(t, "SELECT count(*) FROM instances"); n != 12-len(staleIDs) {
+		t.Errorf("instances left = %d, want %d", n, 12-len(staleIDs))
 	}
 	total := 0.0
 	for _, addr := range addrs {
 		total += removedCount(t, "http://"+addr+"/metrics")
 	}
-	if total != float64(len(stale)) {
-		t.Errorf("the two processes report %v removals in all, want %d", total, len(stale))
+	if total != float64(len(staleIDs)) {
+		t.Errorf("the two processes report %v removals in all, want %d", total, len(staleIDs))
 	}
 }
 

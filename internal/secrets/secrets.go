@@ -13,7 +13,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 )
 
 // File names inside the secrets directory.
@@ -42,15 +42,15 @@ func Init(dir string, db Database) (newAdminToken string, err error) {
 	if _, err := rand.Read(password); err != nil {
 		return "", fmt.Errorf("read random: %w", err)
 	}
-	amSecret, amEntry, err := cleanup.NewToken("alertmanager", cleanup.RoleAlertmanager)
+	amSecret, amEntry, err := auth.NewToken("alertmanager", auth.RoleAlertmanager)
 	if err != nil {
 		return "", err
 	}
-	adminSecret, adminEntry, err := cleanup.NewToken("admin", cleanup.RoleAdmin)
+	adminSecret, adminEntry, err := auth.NewToken("admin", auth.RoleAdmin)
 	if err != nil {
 		return "", err
 	}
-	tokens, err := cleanup.FormatEntries(amEntry, adminEntry)
+	tokens, err := auth.FormatEntries(amEntry, adminEntry)
 	if err != nil {
 		return "", err
 	}

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
 )
 
@@ -27,11 +27,11 @@ func TestInitCreatesAMatchingSetOnce(t *testing.T) {
 	if len(password) < 32 || read(secrets.Passfile) != "postgres:5432:platform:stale:"+password+"\n" {
 		t.Fatalf("password %q and passfile %q do not match", password, read(secrets.Passfile))
 	}
-	tokens, err := cleanup.LoadTokens(filepath.Join(dir, secrets.TokensFile))
+	tokens, err := auth.LoadTokens(filepath.Join(dir, secrets.TokensFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for secret, want := range map[string]cleanup.Role{read(secrets.AlertmanagerFile): cleanup.RoleAlertmanager, admin: cleanup.RoleAdmin} {
+	for secret, want := range map[string]auth.Role{read(secrets.AlertmanagerFile): auth.RoleAlertmanager, admin: auth.RoleAdmin} {
 		if _, role, err := tokens.Authenticate("Bearer " + secret); err != nil || role != want {
 			t.Errorf("token for %s: role %q, %v", want, role, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -67,7 +68,7 @@ func (db *DB) AddInstance(tb testing.TB, in Instance) string {
 		in.Stage = "preview"
 	}
 	if in.Status == "" {
-		in.Status = store.StatusStopped
+		in.Status = stale.StatusStopped
 	}
 	if in.CreatedAt.IsZero() {
 		in.CreatedAt = time.Now()

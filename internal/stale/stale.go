@@ -1,12 +1,12 @@
-package collector
+// Package stale is the domain of stale-exporter, pure code with no I/O: an
+// instance and what Docker says of its container, the stale rule that judges
+// them (written once, here), the threshold's bounds, the platform's label
+// names, and the snapshot one scan produces.
+package stale
 
 import (
 	"fmt"
 	"time"
-
-	"github.com/moby/moby/api/types/container"
-
-	"github.com/docker-watcher/stale-exporter/store"
 )
 
 // Labels the platform puts on the containers it starts.
@@ -96,7 +96,7 @@ type Verdict struct {
 // its container. FinishedAt lets a restarted exporter know when a container
 // really stopped; Created and the row's creation keep a redeploy in progress
 // (a new container not started yet) from looking as old as the instance.
-func LastAlive(in store.Instance, c Container) time.Time {
+func LastAlive(in Instance, c Container) time.Time {
 	last := in.LastAliveAt
 	for _, t := range []time.Time{in.CreatedAt, c.Created, c.FinishedAt} {
 		if t.After(last) {
@@ -112,7 +112,7 @@ func LastAlive(in store.Instance, c Container) time.Time {
 // threshold, its status is not removing, and it is not kept. A container
 // younger than the threshold is therefore never stale, and neither is one
 // whose state is unknown.
-func Judge(in store.Instance, c Container, threshold time.Duration, now time.Time) Verdict {
+func Judge(in Instance, c Container, threshold time.Duration, now time.Time) Verdict {
 	v := Verdict{LastAlive: LastAlive(in, c)}
 	switch {
 	case c.Running():
@@ -120,7 +120,7 @@ func Judge(in store.Instance, c Container, threshold time.Duration, now time.Tim
 		v.Reason = ReasonRunning
 	case c.Unknown:
 		v.Reason = ReasonUnknown
-	case in.Status == store.StatusRemoving:
+	case in.Status == StatusRemoving:
 		v.Reason = ReasonRemoving
 	case c.Kept():
 		v.Reason = ReasonKept
@@ -152,22 +152,4 @@ func Threshold(override time.Duration, days int64) (time.Duration, error) {
 		return 0, fmt.Errorf("settings.stale_threshold_days = %d is out of range (1 to %d)", days, MaxThresholdDays)
 	}
 	return time.Duration(days) * 24 * time.Hour, nil
-}
-
-func containerFromInspect(res container.InspectResponse) (Container, error) {
-	c := Container{Found: true}
-	if res.Config != nil {
-		c.Labels = res.Config.Labels
-	}
-	if res.State != nil {
-		c.State = string(res.State.Status)
-	}
-	created, err := parseDockerTime("Created", res.Created)
-	if err != nil {
-		return c, err
-	}
-	c.Created = created
-	finished, err := FinishedAt(res.State)
-	c.FinishedAt = finished
-	return c, err
 }

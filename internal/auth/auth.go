@@ -1,4 +1,6 @@
-package cleanup
+// Package auth holds the API's bearer tokens: the roles, the tokens file of
+// SHA-256 digests, constant-time authentication, and new tokens for it.
+package auth
 
 import (
 	"bytes"
@@ -8,7 +10,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -25,13 +29,19 @@ const (
 	RoleAlertmanager Role = "alertmanager"
 )
 
-func (r Role) valid() bool {
-	switch r {
-	case RoleViewer, RoleOperator, RoleAdmin, RoleAlertmanager:
-		return true
+// Roles is every role, the one list that validation, errors and flags use.
+var Roles = []Role{RoleViewer, RoleOperator, RoleAdmin, RoleAlertmanager}
+
+// RoleNames are the names of Roles.
+func RoleNames() []string {
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
 	}
-	return false
+	return names
 }
+
+func (r Role) valid() bool { return slices.Contains(Roles, r) }
 
 // TokenEntry is one entry of the tokens file. The token itself is never
 // stored, only its SHA-256 digest.
@@ -79,7 +89,7 @@ func LoadTokens(path string) (*Tokens, error) {
 		case names[e.Name]:
 			return nil, fmt.Errorf("tokens file %s: name %q appears twice", path, e.Name)
 		case !e.Role.valid():
-			return nil, fmt.Errorf("tokens file %s: token %q has role %q, want viewer, operator, admin or alertmanager", path, e.Name, e.Role)
+			return nil, fmt.Errorf("tokens file %s: token %q has role %q, want one of %s", path, e.Name, e.Role, strings.Join(RoleNames(), ", "))
 		case err != nil || len(digest) != sha256.Size:
 			return nil, fmt.Errorf("tokens file %s: token %q: sha256 must be 64 hex digits", path, e.Name)
 		}
@@ -128,7 +138,7 @@ func NewToken(name string, role Role) (string, TokenEntry, error) {
 		return "", TokenEntry{}, errors.New("token name is empty")
 	}
 	if !role.valid() {
-		return "", TokenEntry{}, fmt.Errorf("role %q: want viewer, operator, admin or alertmanager", role)
+		return "", TokenEntry{}, fmt.Errorf("role %q: want one of %s", role, strings.Join(RoleNames(), ", "))
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -146,4 +156,18 @@ func FormatEntries(entries ...TokenEntry) (string, error) {
 		return "", fmt.Errorf("encode token entry: %w", err)
 	}
 	return string(out), nil
+}
+
+// WriteNewToken makes a token and writes it, with its tokens-file entry, to w.
+func WriteNewToken(w io.Writer, name string, role Role) error {
+	secret, entry, err := NewToken(name, role)
+	if err != nil {
+		return err
+	}
+	file, err := FormatEntries(entry)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "# Token (shown once; give it to the client):\n# %s\n# Entry for --api.tokens-file:\n%s", secret, file)
+	return err
 }

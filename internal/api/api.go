@@ -1,4 +1,8 @@
-package cleanup
+// Package api is stale-exporter's HTTP surface over the cleanup service and
+// the scans: the REST routes, the Alertmanager webhook, bearer-token
+// authorization, the JSON envelope, strict body decoding and the request
+// metrics.
+package api
 
 import (
 	"context"
@@ -16,51 +20,65 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// APIConfig tunes the HTTP API.
-type APIConfig struct {
-	// Tokens are the accepted bearer tokens; nil means no tokens file, and
+// Config tunes the HTTP API.
+type Config struct {
+	// auth.Tokens are the accepted bearer tokens; nil means no tokens file, and
 	// then every mutating endpoint is closed.
-	Tokens *Tokens
+	Tokens *auth.Tokens
 	// Wait bounds how long a cleanup request waits for its job.
 	Wait time.Duration
 	// MaxPerRequest caps a bulk cleanup.
 	MaxPerRequest int
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
+	// StoreTimeout bounds a request's wait for the latest scan.
+	StoreTimeout time.Duration
+}
+
+// Scans gives the latest scan, for the list of stale instances.
+type Scans interface {
+	Result(ctx context.Context) collector.Result
 }
 
 // API serves the REST endpoints and the Alertmanager webhook.
 type API struct {
-	svc    *Service
-	scans  Scans
-	cfg    APIConfig
-	logger *slog.Logger
+	svc     *cleanup.Service
+	scans   Scans
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
 }
 
-// NewAPI returns the HTTP API over a Service.
-func NewAPI(svc *Service, scans Scans, cfg APIConfig, logger *slog.Logger) *API {
-	return &API{svc: svc, scans: scans, cfg: cfg, logger: logger}
+// New returns the HTTP API over a cleanup service and registers its metrics
+// with reg.
+func New(svc *cleanup.Service, scans Scans, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *API {
+	return &API{svc: svc, scans: scans, cfg: cfg, logger: logger, metrics: newMetrics(reg)}
 }
 
 var (
-	readRoles    = []Role{RoleViewer, RoleOperator, RoleAdmin}
-	cleanupRoles = []Role{RoleOperator, RoleAdmin}
-	bulkRoles    = []Role{RoleAdmin}
-	webhookRoles = []Role{RoleAlertmanager}
+	readRoles    = []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin}
+	cleanupRoles = []auth.Role{auth.RoleOperator, auth.RoleAdmin}
+	bulkRoles    = []auth.Role{auth.RoleAdmin}
+	webhookRoles = []auth.Role{auth.RoleAlertmanager}
 )
 
-// Register adds the API's routes to r, and makes r answer unknown API paths,
-// wrong methods and panics with JSON.
+// Register adds the API's routes to r, and makes r answer wrong methods and
+// panics with JSON; NotFound answers unknown API paths.
 func (a *API) Register(r *httprouter.Router) {
 	r.GET("/api/containers/stale", a.route("list_stale", readRoles, false, a.listStale))
 	// httprouter cannot hold both /stale/cleanup and /stale/:id/cleanup, so
 	// the bulk route is the :id route with the id "cleanup".
 	r.POST("/api/containers/stale/:id", a.route("cleanup_bulk", bulkRoles, true, a.bulkCleanup))
-	r.POST("/api/containers/stale/:id/cleanup", a.route("cleanup_one", cleanupRoles, true, a.cleanupOne))
+	r.POST("/api/containers/stale/:id/cleanup", a.route("cleanup_single", cleanupRoles, true, a.cleanupOne))
 	r.POST("/api/alertmanager/webhook", a.route("webhook", webhookRoles, true, a.webhook))
 	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -84,7 +102,8 @@ func NotFound(next http.Handler) http.Handler {
 	})
 }
 
-type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string)
+// handler serves one endpoint for the caller named by its token.
+type handler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string)
 
 // statusRecorder remembers the status a handler answered.
 type statusRecorder struct {
@@ -99,18 +118,18 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 // route authorizes and counts the requests of one endpoint, refusals
 // included, in stale_exporter_api_requests_total{endpoint, code}.
-func (a *API) route(endpoint string, roles []Role, mutating bool, h handler) httprouter.Handle {
+func (a *API) route(endpoint string, roles []auth.Role, mutating bool, h handler) httprouter.Handle {
 	inner := a.authorize(roles, mutating, h)
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		inner(rec, r, ps)
-		a.svc.metrics.apiRequests.WithLabelValues(endpoint, strconv.Itoa(rec.status)).Inc()
+		a.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(rec.status)).Inc()
 	}
 }
 
 // authorize admits a request whose bearer token has one of the roles. With
 // no tokens file, read endpoints are open and mutating ones closed.
-func (a *API) authorize(roles []Role, mutating bool, h handler) httprouter.Handle {
+func (a *API) authorize(roles []auth.Role, mutating bool, h handler) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		if a.cfg.Tokens == nil {
 			if mutating {
@@ -165,18 +184,18 @@ func writeError(w http.ResponseWriter, status int, msg string, data any) {
 
 // staleContainer is one row of GET /api/containers/stale.
 type staleContainer struct {
-	InstanceID  string  `json:"instance_id"`
-	ContainerID string  `json:"container_id"`
-	ProjectName string  `json:"project_name"`
-	StageName   string  `json:"stage_name"`
-	ImageTag    string  `json:"image_tag"`
-	DockerState string  `json:"docker_state"`
-	LastAliveAt string  `json:"last_alive_at"`
-	DaysStale   float64 `json:"days_stale"`
+	InstanceID         string  `json:"instance_id"`
+	ContainerID        string  `json:"container_id"`
+	ProjectName        string  `json:"project_name"`
+	StageName          string  `json:"stage_name"`
+	ImageTag           string  `json:"image_tag"`
+	DockerState        string  `json:"docker_state"`
+	LastAlive          string  `json:"last_alive"`
+	DaysSinceLastAlive float64 `json:"days_since_last_alive"`
 }
 
 func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
-	ctx, cancel := context.WithTimeout(r.Context(), a.svc.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.StoreTimeout)
 	defer cancel()
 	res := a.scans.Result(ctx)
 	if res.Snapshot == nil {
@@ -190,17 +209,17 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		}
 		days := res.Snapshot.ScannedAt.Sub(o.Verdict.LastAlive).Hours() / 24
 		out = append(out, staleContainer{
-			InstanceID:  o.Instance.ID,
-			ContainerID: o.Instance.ContainerID,
-			ProjectName: o.Instance.ProjectName,
-			StageName:   o.Instance.StageName,
-			ImageTag:    o.Instance.ImageTag,
-			DockerState: o.Container.DockerState(),
-			LastAliveAt: o.Verdict.LastAlive.UTC().Format(time.RFC3339),
-			DaysStale:   float64(int(days*100)) / 100,
+			InstanceID:         o.Instance.ID,
+			ContainerID:        o.Instance.ContainerID,
+			ProjectName:        o.Instance.ProjectName,
+			StageName:          o.Instance.StageName,
+			ImageTag:           o.Instance.ImageTag,
+			DockerState:        o.Container.DockerState(),
+			LastAlive:          o.Verdict.LastAlive.UTC().Format(time.RFC3339),
+			DaysSinceLastAlive: float64(int(days*100)) / 100,
 		})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DaysStale > out[j].DaysStale })
+	sort.Slice(out, func(i, j int) bool { return out[i].DaysSinceLastAlive > out[j].DaysSinceLastAlive })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -252,9 +271,9 @@ func ParseDryRun(raw string) (bool, error) {
 	return b, nil
 }
 
-func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string) {
+func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
 	id := ps.ByName("id")
-	if !store.IsUUID(id) {
+	if !stale.IsUUID(id) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("instance id %q is not a UUID", id), nil)
 		return
 	}
@@ -263,8 +282,8 @@ func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.P
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	job, err := a.svc.Request(r.Context(), id, TriggerAPI, caller, dryRun)
-	if errors.Is(err, ErrUnknownInstance) {
+	job, err := a.svc.Request(r.Context(), id, cleanup.TriggerSingle, requestedBy, dryRun)
+	if errors.Is(err, cleanup.ErrUnknownInstance) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no instance %s", id), nil)
 		return
 	}
@@ -332,7 +351,7 @@ type bulkResponse struct {
 	Results   []jobView `json:"results"`
 }
 
-func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, caller string) {
+func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
 	if ps.ByName("id") != "cleanup" {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
 		return
@@ -353,7 +372,7 @@ func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.
 			return
 		}
 	}
-	jobs, stale, err := a.svc.Bulk(r.Context(), req.Max, caller, req.DryRun)
+	jobs, staleCount, err := a.svc.Bulk(r.Context(), req.Max, requestedBy, req.DryRun)
 	if err != nil {
 		a.logger.Error("bulk cleanup", "err", err)
 		writeError(w, http.StatusServiceUnavailable, err.Error(), nil)
@@ -363,7 +382,7 @@ func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.
 		writeError(w, http.StatusServiceUnavailable, "could not read the cleanup jobs: store unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, bulkResponse{Stale: stale, Requested: len(jobs), Results: viewJobs(jobs)})
+	writeJSON(w, http.StatusOK, bulkResponse{Stale: staleCount, Requested: len(jobs), Results: viewJobs(jobs)})
 }
 
 func (a *API) listCleanups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {

@@ -1,4 +1,4 @@
-package cleanup_test
+package auth_test
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 )
 
 func TestLoadTokensRefusesBadFiles(t *testing.T) {
@@ -26,7 +26,7 @@ func TestLoadTokensRefusesBadFiles(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := cleanup.LoadTokens(path)
+			_, err := auth.LoadTokens(path)
 			if err == nil || !strings.Contains(err.Error(), c.errorHas) {
 				t.Fatalf("LoadTokens: %v, want an error about %q", err, c.errorHas)
 			}
@@ -40,7 +40,7 @@ func TestAuthenticate(t *testing.T) {
 	if err := os.WriteFile(path, []byte("tokens:\n  - name: grafana-ui\n    role: viewer\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := cleanup.LoadTokens(path)
+	tokens, err := auth.LoadTokens(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,11 +49,11 @@ func TestAuthenticate(t *testing.T) {
 		"Bearer tes": false, "Bearer ": false, "test": false, "Basic dGVzdA==": false, "": false,
 	} {
 		name, role, err := tokens.Authenticate(header)
-		if ok := err == nil && name == "grafana-ui" && role == cleanup.RoleViewer; ok != want {
+		if ok := err == nil && name == "grafana-ui" && role == auth.RoleViewer; ok != want {
 			t.Errorf("Authenticate(%q) = %q %q %v, want accepted=%v", header, name, role, err, want)
 		}
 	}
-	if _, _, err := cleanup.NewToken("x", "root"); err == nil {
+	if _, _, err := auth.NewToken("x", "root"); err == nil {
 		t.Error("NewToken accepted role root")
 	}
 }

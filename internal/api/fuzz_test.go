@@ -1,10 +1,10 @@
-package cleanup_test
+package api_test
 
 import (
 	"encoding/json"
 	"testing"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/api"
 )
 
 // An accepted webhook payload means one thing: a generic decoder sees the
@@ -18,7 +18,7 @@ func FuzzParseWebhook(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		msg, err := cleanup.ParseWebhook(body)
+		msg, err := api.ParseWebhook(body)
 		if err != nil {
 			return
 		}
@@ -56,7 +56,7 @@ func FuzzParseBulkRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const limit = 50
-		req, err := cleanup.ParseBulkRequest(body, limit)
+		req, err := api.ParseBulkRequest(body, limit)
 		if err != nil {
 			return
 		}

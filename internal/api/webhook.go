@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/alertmanager/template"
+)
+
+// WebhookMessage is an Alertmanager webhook payload: the template data and
+// the count of alerts Alertmanager left out (max_alerts).
+type WebhookMessage struct {
+	template.Data
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
+}
+
+// ParseWebhook decodes an Alertmanager webhook payload. Unknown fields are
+// tolerated (Alertmanager adds fields over time); a payload that is not a
+// JSON object with an alerts list, or that is ambiguous (a key twice, a
+// null), is refused.
+func ParseWebhook(body []byte) (WebhookMessage, error) {
+	var msg WebhookMessage
+	if err := decodeStrict(body, &msg, true); err != nil {
+		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
+	}
+	if _, ok := fields["alerts"]; !ok {
+		return WebhookMessage{}, errors.New("malformed webhook payload: no alerts field")
+	}
+	return msg, nil
+}
+
+// maxFingerprintLen bounds an alert's fingerprint (Alertmanager's are 16
+// hex digits) so that it fits the occurrence index.
+const maxFingerprintLen = 64
+
+// validateAlert refuses what PostgreSQL could not store, before anything is
+// persisted: an alert that can never be recorded must be answered invalid,
+// not 5xx (Alertmanager would retry it forever).
+func validateAlert(alert template.Alert) error {
+	if len(alert.Fingerprint) > maxFingerprintLen {
+		return fmt.Errorf("fingerprint is %d characters, at most %d", len(alert.Fingerprint), maxFingerprintLen)
+	}
+	for _, field := range []struct {
+		name string
+		kv   template.KV
+	}{{"label", alert.Labels}, {"annotation", alert.Annotations}} {
+		for k, v := range field.kv {
+			if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+				return fmt.Errorf("%s %q contains a NUL character", field.name, strings.ReplaceAll(k, "\x00", ""))
+			}
+		}
+	}
+	for name, v := range map[string]string{"fingerprint": alert.Fingerprint, "status": alert.Status, "generatorURL": alert.GeneratorURL} {
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%s contains a NUL character", name)
+		}
+	}
+	return nil
+}
+
+// alertOutcome is the webhook's answer for one alert.
+// alertView is the webhook's answer for one alert.
+type alertView struct {
+	Fingerprint string   `json:"fingerprint"`
+	Status      string   `json:"status"`
+	InstanceID  string   `json:"instance_id,omitempty"`
+	Result      string   `json:"result"`
+	Detail      string   `json:"detail,omitempty"`
+	Job         *jobView `json:"job,omitempty"`
+}
+
+func viewAlert(o cleanup.AlertOutcome) alertView {
+	v := alertView{Fingerprint: o.Fingerprint, Status: o.Status, InstanceID: o.InstanceID, Result: o.Result, Detail: o.Detail}
+	if o.Job != nil {
+		job := viewJob(*o.Job)
+		v.Job = &job
+	}
+	return v
+}
+
+func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, requestedBy string) {
+	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes, false)
+	if err != nil {
+		writeError(w, status, err.Error(), nil)
+		return
+	}
+	msg, err := ParseWebhook(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if msg.TruncatedAlerts > 0 {
+		a.metrics.webhookTruncated.Add(float64(msg.TruncatedAlerts))
+		a.logger.Warn("Alertmanager left alerts out of a webhook delivery; set max_alerts: 0 on the receiver",
+			"truncated_alerts", msg.TruncatedAlerts, "group_key", msg.GroupKey)
+	}
+	outcomes := make([]alertView, 0, len(msg.Alerts))
+	failed := 0
+	for _, alert := range msg.Alerts {
+		if err := validateAlert(alert); err != nil {
+			a.metrics.webhookAlerts.WithLabelValues(cleanup.AlertInvalid).Inc()
+			outcomes = append(outcomes, alertView{Status: alert.Status, Result: cleanup.AlertInvalid, Detail: err.Error()})
+			continue
+		}
+		o, err := a.svc.HandleAlert(r.Context(), alert, requestedBy)
+		if err != nil {
+			failed++
+			a.logger.Error("record alert", "fingerprint", o.Fingerprint, "err", err)
+			o.Result, o.Detail = "error", "could not be recorded; retry"
+		} else {
+			a.metrics.webhookAlerts.WithLabelValues(o.Result).Inc()
+		}
+		outcomes = append(outcomes, viewAlert(o))
+	}
+	if failed > 0 {
+		// 5xx makes Alertmanager retry; the alerts already recorded are
+		// recognised as repeats.
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("store unavailable: %d of %d alerts could not be recorded", failed, len(msg.Alerts)),
+			map[string]any{"alerts": outcomes})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": outcomes})
+}

@@ -1,0 +1,67 @@
+package stale
+
+import "time"
+
+// The names that identify an instance everywhere outside Go: the labels of
+// the gauges (and so of the alerts built on them), the webhook's reading of
+// those alerts, and the details of event_log rows.
+const (
+	KeyInstanceID  = "instance_id"
+	KeyProjectName = "project_name"
+	KeyStageName   = "stage_name"
+	KeyImageTag    = "image_tag"
+	KeyContainerID = "container_id"
+)
+
+// InstanceKeys are the gauges' labels, in order. Never instance, job or
+// stage: they clash with Prometheus target labels.
+var InstanceKeys = []string{KeyInstanceID, KeyProjectName, KeyStageName, KeyImageTag, KeyContainerID}
+
+// Instance statuses this service reads or writes; the platform has more.
+const (
+	StatusRunning  = "running"
+	StatusStopped  = "stopped"
+	StatusRemoving = "removing"
+)
+
+// Instance is one row of instances, with the names of its project and stage.
+type Instance struct {
+	ID          string
+	ProjectID   string
+	ProjectName string
+	StageName   string
+	ContainerID string
+	ImageTag    string
+	Status      string
+	// LastAliveAt is zero when the platform never saw the instance running.
+	LastAliveAt time.Time
+	CreatedAt   time.Time
+}
+
+// ShortID is the 12-character form of a container id, as docker ps shows it.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// IsUUID reports whether s is an id in the canonical 8-4-4-4-12 hex form.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -110,3 +110,6 @@ receivers:
 		t.Errorf("%d cleanup jobs, want 1", n)
 	}
 }
+
+// testHost names the engine of the tests' exporters.
+const testHost = "test-engine"

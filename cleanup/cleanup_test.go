@@ -250,7 +250,7 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 		if _, err := e.svc.Request(ctx, instance, cleanup.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
-		job, ok, err := e.db.Store.ClaimJob(ctx, lease)
+		job, ok, err := e.db.Store.ClaimJob(ctx, lease, testHost, true)
 		if err != nil || !ok {
 			t.Fatalf("claim: %v %v", ok, err)
 		}

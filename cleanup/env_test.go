@@ -109,7 +109,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		db = storetest.New(t)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 		Threshold: limit, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second, Now: opts.now,
 	}, logger)
 	var st cleanup.Store = db.Store
@@ -124,7 +124,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if storeTimeout == 0 {
 		storeTimeout = 5 * time.Second
 	}
-	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{
+	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{DockerHost: testHost, ClaimUnowned: true,
 		Workers: 4, Threshold: limit, DockerTimeout: 10 * time.Second, Lease: opts.lease,
 		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond, Now: opts.now,
 		StoreTimeout: storeTimeout,

@@ -55,7 +55,7 @@ type Store interface {
 	Instance(ctx context.Context, id string) (stale.Instance, error)
 	ThresholdDays(ctx context.Context) (int64, error)
 	EnqueueJob(ctx context.Context, req store.JobRequest) (store.Job, bool, error)
-	ClaimJob(ctx context.Context, lease time.Duration) (store.Job, bool, error)
+	ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned bool) (store.Job, bool, error)
 	MarkRemoving(ctx context.Context, job store.Job, checkedStatus string) error
 	FinishRemoved(ctx context.Context, job store.Job, event store.Event) error
 	FinishJob(ctx context.Context, job store.Job, result, reason string, event store.Event) error
@@ -93,6 +93,11 @@ type Config struct {
 	// StoreTimeout bounds the store work of one request (default 5s), so
 	// that a hanging PostgreSQL answers 503 instead of holding clients.
 	StoreTimeout time.Duration
+	// DockerHost is the engine this service removes containers from: it
+	// carries out only the jobs of instances that engine owns.
+	DockerHost string
+	// ClaimUnowned also carries out the jobs of instances no engine owns.
+	ClaimUnowned bool
 }
 
 // Service runs cleanup jobs.
@@ -143,7 +148,7 @@ func (s *Service) Run(ctx context.Context) {
 
 func (s *Service) work(ctx context.Context) {
 	for {
-		job, ok, err := s.store.ClaimJob(ctx, s.cfg.Lease)
+		job, ok, err := s.store.ClaimJob(ctx, s.cfg.Lease, s.cfg.DockerHost, s.cfg.ClaimUnowned)
 		if err != nil && ctx.Err() == nil {
 			s.logger.Error("claim cleanup job", "err", err)
 		}
@@ -336,6 +341,9 @@ func (s *Service) check(ctx context.Context, job store.Job) (stale.Instance, str
 	if err != nil {
 		return in, "", err
 	}
+	if reason := s.ownership(in, job); reason != "" {
+		return in, reason, nil
+	}
 	if in.ContainerID != job.ContainerID {
 		return in, replacedReason(in, job), nil
 	}
@@ -381,6 +389,21 @@ func (s *Service) threshold(ctx context.Context) (time.Duration, error) {
 	return stale.Threshold(s.cfg.Threshold, days)
 }
 
+// ownership refuses an instance this engine does not own (only its owner's
+// exporter may look at its container), or one that moved since the request.
+func (s *Service) ownership(in stale.Instance, job store.Job) string {
+	switch {
+	case in.DockerHost != s.cfg.DockerHost && !(in.DockerHost == "" && s.cfg.ClaimUnowned):
+		if in.DockerHost == "" {
+			return "no Docker host owns this instance yet; its exporter will once it lists the container"
+		}
+		return fmt.Sprintf("instance is owned by Docker host %q: only its exporter judges and removes it", in.DockerHost)
+	case job.ID != 0 && job.DockerHost != "" && in.DockerHost != job.DockerHost:
+		return fmt.Sprintf("instance moved to Docker host %q since the request (for %q)", in.DockerHost, job.DockerHost)
+	}
+	return ""
+}
+
 func replacedReason(in stale.Instance, job store.Job) string {
 	return fmt.Sprintf("instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID)
 }
@@ -399,6 +422,9 @@ func (s *Service) checkResumed(ctx context.Context, job store.Job) (in stale.Ins
 	}
 	if err != nil {
 		return in, "", false, err
+	}
+	if reason := s.ownership(in, job); reason != "" {
+		return in, reason, false, nil
 	}
 	switch {
 	case in.ContainerID != job.ContainerID:

@@ -67,7 +67,7 @@ func (m *memStore) EnqueueJob(_ context.Context, req store.JobRequest) (store.Jo
 	return m.enqueueLocked(req)
 }
 
-func (m *memStore) ClaimJob(context.Context, time.Duration) (store.Job, bool, error) {
+func (m *memStore) ClaimJob(context.Context, time.Duration, string, bool) (store.Job, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, j := range m.jobs {
@@ -180,7 +180,7 @@ type unit struct {
 
 func newUnit(t *testing.T, snap scans) *unit {
 	u := &unit{st: newMemStore(), engine: &enginefake.Engine{}}
-	u.svc = cleanup.NewService(u.st, u.engine, snap, cleanup.Config{
+	u.svc = cleanup.NewService(u.st, u.engine, snap, cleanup.Config{DockerHost: testHost, ClaimUnowned: true,
 		Workers: 2, DockerTimeout: time.Second, MaxStaleRatio: 0.5, PollInterval: 10 * time.Millisecond,
 		Now: func() time.Time { return now },
 	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -387,5 +387,29 @@ func TestBulkTakesTheLongestStaleFirst(t *testing.T) {
 	}
 	if _, _, err := newUnit(t, scans{}).svc.Bulk(context.Background(), 2, "admin", false); err == nil {
 		t.Fatal("bulk without a recent scan did not fail")
+	}
+}
+
+// Only the owner's exporter judges or removes an instance; a request to
+// another replica becomes a job for the owner.
+func TestOnlyTheOwnerJudges(t *testing.T) {
+	long := now.Add(-30 * 24 * time.Hour)
+	u := newUnit(t, scans{succeeded: true, snap: &stale.Snapshot{}})
+	u.add("theirs", "exited", long, nil)
+	in := u.st.instances["theirs"]
+	in.DockerHost = "host-b"
+	u.st.instances["theirs"] = in
+	job, err := u.svc.Request(context.Background(), "theirs", cleanup.TriggerSingle, "test", true)
+	if err != nil || job.Result != store.ResultSkipped || !strings.Contains(job.Reason, `owned by Docker host "host-b"`) {
+		t.Fatalf("dry run of another host's instance: %s %q %v", job.Result, job.Reason, err)
+	}
+	// A real request is queued; the store gives it to its owner's exporter
+	// only (memStore does not filter, so here the re-check must refuse it).
+	if _, err := u.svc.Request(context.Background(), "theirs", cleanup.TriggerSingle, "test", false); err != nil {
+		t.Fatal(err)
+	}
+	u.run(t)
+	if j := u.st.jobs[0]; u.engine.Removes != 0 || j.Result != store.ResultSkipped || !strings.Contains(j.Reason, "host-b") {
+		t.Fatalf("another host's job: %s %q, %d removes", j.Result, j.Reason, u.engine.Removes)
 	}
 }

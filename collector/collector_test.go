@@ -52,7 +52,7 @@ func (d *countingDocker) ContainerInspect(ctx context.Context, id string, o clie
 }
 
 func newScanner(docker collector.Docker, st collector.Store, adopt bool) *collector.Scanner {
-	return collector.NewScanner(docker, st, collector.Config{
+	return collector.NewScanner(docker, st, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 		Threshold:      threshold,
 		CacheTTL:       0,
 		MaxSnapshotAge: time.Minute,
@@ -170,7 +170,7 @@ func TestMetricsExposition(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(staleID)})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", staleID, cid)
 
-	c := collector.New(newScanner(docker, db.Store, false), 10*time.Second)
+	c := collector.New(newScanner(docker, db.Store, false), 10*time.Second, testHost)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 
@@ -184,23 +184,23 @@ func TestMetricsExposition(t *testing.T) {
 		t.Fatal(err)
 	}
 	lastAlive := float64(created.Unix())
-	labels := `container_id="` + cid + `",image_tag="pr-17",instance_id="` + staleID + `",project_name="shop",stage_name="preview"`
+	labels := `container_id="` + cid + `",docker_host="test-engine",image_tag="pr-17",instance_id="` + staleID + `",project_name="shop",stage_name="preview"`
 	want := `
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
 # TYPE instance_stale gauge
 instance_stale{` + labels + `} 1
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
-stale_exporter_scan_success 1
+stale_exporter_scan_success{docker_host="test-engine"} 1
 # HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
 # TYPE stale_exporter_docker_up gauge
-stale_exporter_docker_up 1
+stale_exporter_docker_up{docker_host="test-engine"} 1
 # HELP stale_exporter_store_up 1 if the store answered the latest scan.
 # TYPE stale_exporter_store_up gauge
-stale_exporter_store_up 1
+stale_exporter_store_up{docker_host="test-engine"} 1
 # HELP stale_exporter_threshold_seconds Time a container must have been down before its instance is stale.
 # TYPE stale_exporter_threshold_seconds gauge
-stale_exporter_threshold_seconds 3600
+stale_exporter_threshold_seconds{docker_host="test-engine"} 3600
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "instance_stale", "stale_exporter_scan_success",
 		"stale_exporter_docker_up", "stale_exporter_store_up", "stale_exporter_threshold_seconds"); err != nil {
@@ -272,17 +272,17 @@ func TestDockerUnreachable(t *testing.T) {
 		t.Fatalf("Docker down: want the last good snapshot with nothing stale, got %+v", r.Snapshot)
 	}
 
-	c := collector.New(scanner, 10*time.Second)
+	c := collector.New(scanner, 10*time.Second, testHost)
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
 # TYPE instance_stale gauge
-instance_stale{container_id="feed",image_tag="",instance_id="`+id+`",project_name="shop",stage_name="preview"} 0
+instance_stale{container_id="feed",docker_host="",image_tag="",instance_id="`+id+`",project_name="shop",stage_name="preview"} 0
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
-stale_exporter_scan_success 0
+stale_exporter_scan_success{docker_host="test-engine"} 0
 # HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
 # TYPE stale_exporter_docker_up gauge
-stale_exporter_docker_up 0
+stale_exporter_docker_up{docker_host="test-engine"} 0
 `), "instance_stale", "stale_exporter_scan_success", "stale_exporter_docker_up"); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestConcurrentScrapesShareOneScan(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
 	counting := &countingDocker{Docker: docker}
-	scanner := collector.NewScanner(counting, db.Store, collector.Config{
+	scanner := collector.NewScanner(counting, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 		Threshold: threshold, CacheTTL: time.Minute, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var wg sync.WaitGroup

@@ -87,7 +87,7 @@ func scrape(t *testing.T, h http.Handler, gzipped bool) (int, string, *http.Resp
 func TestHandlerRendersOncePerScan(t *testing.T) {
 	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.New(results, time.Second))
+	reg.MustRegister(collector.New(results, time.Second, testHost))
 	h := collector.NewHandler(results, reg, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
 
 	status, first, res := scrape(t, h, false)

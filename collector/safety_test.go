@@ -34,7 +34,7 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 	for _, days := range []int64{365000, 36501, 0, -1} {
 		db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", days)
 		var logs bytes.Buffer
-		scanner := collector.NewScanner(docker, db.Store, collector.Config{
+		scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 			MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 		}, slog.New(slog.NewTextHandler(&logs, nil)))
 		r := scanner.Rescan(context.Background())
@@ -45,17 +45,17 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 		if want := "stale_threshold_days = " + strconv.FormatInt(days, 10); !strings.Contains(logs.String(), want) {
 			t.Errorf("days=%d: log does not name the value (%q): %s", days, want, logs.String())
 		}
-		if err := testutil.CollectAndCompare(collector.New(scanner, 5*time.Second), strings.NewReader(`
+		if err := testutil.CollectAndCompare(collector.New(scanner, 5*time.Second, testHost), strings.NewReader(`
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
-stale_exporter_scan_success 0
+stale_exporter_scan_success{docker_host="test-engine"} 0
 `), "stale_exporter_scan_success", "instance_stale", "stale_exporter_threshold_seconds"); err != nil {
 			t.Errorf("days=%d: %v", days, err)
 		}
 	}
 	// The largest value in range works and judges nothing stale.
 	db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", stale.MaxThresholdDays)
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
 		slog.New(slog.DiscardHandler))
 	if r := scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 0 || r.Snapshot.Threshold != stale.MaxThreshold {
 		t.Fatalf("100 years: success=%v err=%v", r.Success, r.Err)
@@ -72,7 +72,7 @@ func TestRedeployInProgressIsNotStale(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(id)})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 		Threshold: threshold, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 	}, slog.New(slog.DiscardHandler))
 	o := verdicts(t, scanner)[id]
@@ -137,7 +137,7 @@ func TestMissingSettingsRow(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
 	db.Exec(t, "DELETE FROM settings")
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
 		slog.New(slog.DiscardHandler))
 	r := scanner.Rescan(context.Background())
 	if r.Success || !r.StoreUp || !r.DockerUp || !errors.Is(r.Err, store.ErrNoSettings) {

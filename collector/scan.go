@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +28,8 @@ type Docker interface {
 
 // Store is the part of the store a scan uses.
 type Store interface {
-	ReadInventory(ctx context.Context) (store.Inventory, error)
+	ReadInventory(ctx context.Context, dockerHost string) (store.Inventory, error)
+	Claim(ctx context.Context, dockerHost string, ids []string) error
 	MarkAlive(ctx context.Context, ids []string, at time.Time) error
 	Adopt(ctx context.Context, a store.Adoption) error
 }
@@ -44,6 +47,14 @@ type Config struct {
 	DockerTimeout time.Duration
 	// Adopt creates instance rows for labelled containers the store lacks.
 	Adopt bool
+	// DockerHost names the engine this scanner watches: it judges the
+	// instances that engine owns, and claims the unowned ones whose
+	// container it lists.
+	DockerHost string
+	// ClaimUnowned also judges the unowned instances whose container it does
+	// not list (missing, or named by name): the single-host behaviour. With
+	// several hosts, at most one exporter should.
+	ClaimUnowned bool
 	// Now is the scanner's clock (the stale rule's, the cache's and the
 	// snapshot age's); nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
@@ -211,7 +222,7 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 	}()
 	go func() {
 		defer wg.Done()
-		inv, storeErr = s.store.ReadInventory(ctx)
+		inv, storeErr = s.store.ReadInventory(ctx, s.cfg.DockerHost)
 	}()
 	wg.Wait()
 	// A store that answers but lacks its settings row is up, and misconfigured.
@@ -240,7 +251,7 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 			return nil, r
 		}
 		if adopted > 0 {
-			if inv, err = s.store.ReadInventory(ctx); err != nil {
+			if inv, err = s.store.ReadInventory(ctx, s.cfg.DockerHost); err != nil {
 				r.StoreUp, r.Err = false, err
 				return nil, r
 			}
@@ -252,15 +263,23 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		r.DockerUp, r.Err = false, err
 		return nil, r
 	}
-	unlisted := s.lookUpUnlisted(ctx, inv.Instances, byID)
+	claims, judged := s.ownership(inv.Instances, byID)
+	unlisted := s.lookUpUnlisted(ctx, judged, byID)
 	snap := &stale.Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]stale.Observation, 0, len(inv.Instances))}
 	var alive []string
 	for _, in := range inv.Instances {
-		var c stale.Container
-		if sum, ok := lookup(byID, in.ContainerID); ok {
-			c = stale.Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
-		} else if in.ContainerID != "" {
-			c = unlisted[in.ContainerID]
+		if claims[in.ID] {
+			in.DockerHost = s.cfg.DockerHost
+		}
+		c := stale.Container{Unknown: true} // another engine's to judge
+		if judges(in, s.cfg) {
+			if sum, ok := lookup(byID, in.ContainerID); ok {
+				c = stale.Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
+			} else if in.ContainerID != "" {
+				c = unlisted[in.ContainerID]
+			} else {
+				c = stale.Container{}
+			}
 		}
 		v := stale.Judge(in, c, threshold, now)
 		if c.Running() {
@@ -273,8 +292,37 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		r.StoreUp, r.Err = false, err
 		return nil, r
 	}
+	if err := s.store.Claim(ctx, s.cfg.DockerHost, slices.Collect(maps.Keys(claims))); err != nil {
+		r.StoreUp, r.Err = false, err
+		return nil, r
+	}
 	r.Success = true
 	return snap, r
+}
+
+// ownership finds the unowned instances this engine claims (their container
+// is in its labelled list and carries their instance id: a container id
+// string alone never proves ownership), and the instances it judges.
+func (s *Scanner) ownership(instances []stale.Instance, byID map[string]containerSummary) (claims map[string]bool, judged []stale.Instance) {
+	claims = map[string]bool{}
+	for _, in := range instances {
+		if in.DockerHost == "" {
+			if sum, ok := lookup(byID, in.ContainerID); ok && sum.labels[stale.LabelInstanceID] == in.ID {
+				claims[in.ID] = true
+				in.DockerHost = s.cfg.DockerHost
+			}
+		}
+		if judges(in, s.cfg) {
+			judged = append(judged, in)
+		}
+	}
+	return claims, judged
+}
+
+// judges reports whether a scanner judges an instance: its engine owns it,
+// or nobody does and it claims the unowned.
+func judges(in stale.Instance, cfg Config) bool {
+	return in.DockerHost == cfg.DockerHost || (in.DockerHost == "" && cfg.ClaimUnowned)
 }
 
 // lookup finds the container an instance row names, by its full id or by an

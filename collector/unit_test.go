@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,10 +29,27 @@ type memStore struct {
 	adoptions []store.Adoption
 }
 
-func (m *memStore) ReadInventory(context.Context) (store.Inventory, error) {
+func (m *memStore) ReadInventory(_ context.Context, dockerHost string) (store.Inventory, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return store.Inventory{Instances: append([]stale.Instance(nil), m.inv.Instances...), ThresholdDays: m.inv.ThresholdDays}, m.err
+	inv := store.Inventory{ThresholdDays: m.inv.ThresholdDays}
+	for _, in := range m.inv.Instances {
+		if in.DockerHost == dockerHost || in.DockerHost == "" {
+			inv.Instances = append(inv.Instances, in)
+		}
+	}
+	return inv, m.err
+}
+
+func (m *memStore) Claim(_ context.Context, dockerHost string, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, in := range m.inv.Instances {
+		if in.DockerHost == "" && slices.Contains(ids, in.ID) {
+			m.inv.Instances[i].DockerHost = dockerHost
+		}
+	}
+	return m.err
 }
 
 func (m *memStore) MarkAlive(_ context.Context, ids []string, at time.Time) error {
@@ -78,7 +96,7 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 func hexID(n int) string { return fmt.Sprintf("%064x", n) }
 
 func unitScanner(engine *enginefake.Engine, st *memStore, clock *fakeClock, adopt bool) *collector.Scanner {
-	return collector.NewScanner(engine, st, collector.Config{
+	return collector.NewScanner(engine, st, collector.Config{DockerHost: testHost, ClaimUnowned: true,
 		Threshold: time.Hour, CacheTTL: time.Second, MaxSnapshotAge: 5 * time.Minute, DockerTimeout: time.Second,
 		Adopt: adopt, Now: clock.Now,
 	}, slog.New(slog.DiscardHandler))
@@ -223,41 +241,41 @@ func TestAdoptionAndImageTags(t *testing.T) {
 func TestCollectNamesEveryMetric(t *testing.T) {
 	last := t0.Add(-2 * time.Hour)
 	snap := &stale.Snapshot{Threshold: time.Hour, ScannedAt: t0, Observations: []stale.Observation{
-		{Instance: stale.Instance{ID: "a", ProjectName: "shop", StageName: "preview", ImageTag: "pr-1", ContainerID: "c1"},
+		{Instance: stale.Instance{ID: "a", ProjectName: "shop", StageName: "preview", ImageTag: "pr-1", ContainerID: "c1", DockerHost: "test-engine"},
 			Verdict: stale.Verdict{Stale: true, LastAlive: last}},
 		{Instance: stale.Instance{ID: "b", ProjectName: "shop", StageName: "prod", ImageTag: "v1", ContainerID: "c2"},
 			Verdict: stale.Verdict{LastAlive: t0}},
 	}}
 	results := &fixedResults{r: collector.Result{Snapshot: snap, Success: true, DockerUp: true, StoreUp: true,
 		Duration: 1500 * time.Millisecond, LastSuccess: t0, Seq: 1}}
-	c := collector.New(results, time.Second)
+	c := collector.New(results, time.Second, "test-engine")
 	want := fmt.Sprintf(`
 # HELP instance_last_alive_seconds Unix time the instance's container was last seen running.
 # TYPE instance_last_alive_seconds gauge
-instance_last_alive_seconds{container_id="c1",image_tag="pr-1",instance_id="a",project_name="shop",stage_name="preview"} %d
-instance_last_alive_seconds{container_id="c2",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} %d
+instance_last_alive_seconds{container_id="c1",docker_host="test-engine",image_tag="pr-1",instance_id="a",project_name="shop",stage_name="preview"} %d
+instance_last_alive_seconds{container_id="c2",docker_host="",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} %d
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
 # TYPE instance_stale gauge
-instance_stale{container_id="c1",image_tag="pr-1",instance_id="a",project_name="shop",stage_name="preview"} 1
-instance_stale{container_id="c2",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} 0
+instance_stale{container_id="c1",docker_host="test-engine",image_tag="pr-1",instance_id="a",project_name="shop",stage_name="preview"} 1
+instance_stale{container_id="c2",docker_host="",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} 0
 # HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
 # TYPE stale_exporter_docker_up gauge
-stale_exporter_docker_up 1
+stale_exporter_docker_up{docker_host="test-engine"} 1
 # HELP stale_exporter_last_scan_timestamp_seconds Unix time of the last successful scan.
 # TYPE stale_exporter_last_scan_timestamp_seconds gauge
-stale_exporter_last_scan_timestamp_seconds %d
+stale_exporter_last_scan_timestamp_seconds{docker_host="test-engine"} %d
 # HELP stale_exporter_scan_duration_seconds Duration of the latest scan.
 # TYPE stale_exporter_scan_duration_seconds gauge
-stale_exporter_scan_duration_seconds 1.5
+stale_exporter_scan_duration_seconds{docker_host="test-engine"} 1.5
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
-stale_exporter_scan_success 1
+stale_exporter_scan_success{docker_host="test-engine"} 1
 # HELP stale_exporter_store_up 1 if the store answered the latest scan.
 # TYPE stale_exporter_store_up gauge
-stale_exporter_store_up 1
+stale_exporter_store_up{docker_host="test-engine"} 1
 # HELP stale_exporter_threshold_seconds Time a container must have been down before its instance is stale.
 # TYPE stale_exporter_threshold_seconds gauge
-stale_exporter_threshold_seconds 3600
+stale_exporter_threshold_seconds{docker_host="test-engine"} 3600
 `, last.Unix(), t0.Unix(), t0.Unix())
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"instance_last_alive_seconds", "instance_stale", "stale_exporter_docker_up", "stale_exporter_last_scan_timestamp_seconds",
@@ -276,5 +294,55 @@ stale_exporter_threshold_seconds 3600
 	results.set(collector.Result{Seq: 2})
 	if n := testutil.CollectAndCount(c, "instance_stale", "instance_last_alive_seconds"); n != 0 {
 		t.Fatalf("without a snapshot, %d instance series", n)
+	}
+}
+
+// Each exporter judges only what its engine owns; an unowned instance is
+// claimed by the engine that lists its container with its instance label.
+func TestOwnershipByObservation(t *testing.T) {
+	long := t0.Add(-48 * time.Hour)
+	engine := &enginefake.Engine{}
+	managed := func(id string) map[string]string { return map[string]string{stale.LabelInstanceID: id} }
+	engine.Add(enginefake.Container{ID: hexID(1), State: "exited", Labels: managed("mine"), Created: long})
+	engine.Add(enginefake.Container{ID: hexID(2), State: "exited", Labels: managed("unowned-here"), Created: long})
+	// The same id string another host's row names, labelled for another instance.
+	engine.Add(enginefake.Container{ID: hexID(3), State: "exited", Labels: managed("someone-else"), Created: long})
+	st := &memStore{inv: store.Inventory{ThresholdDays: 1, Instances: []stale.Instance{
+		{ID: "mine", ContainerID: hexID(1), CreatedAt: long, DockerHost: "a"},
+		{ID: "theirs", ContainerID: hexID(1), CreatedAt: long, DockerHost: "b"},
+		{ID: "unowned-here", ContainerID: hexID(2), CreatedAt: long},
+		{ID: "unowned-elsewhere", ContainerID: hexID(7), CreatedAt: long},
+		{ID: "same-id-string", ContainerID: hexID(3), CreatedAt: long},
+	}}}
+	for _, claimUnowned := range []bool{false, true} {
+		st := &memStore{inv: store.Inventory{ThresholdDays: 1, Instances: append([]stale.Instance(nil), st.inv.Instances...)}}
+		scanner := collector.NewScanner(engine, st, collector.Config{DockerHost: "a", ClaimUnowned: claimUnowned,
+			MaxSnapshotAge: time.Minute, DockerTimeout: time.Second, Now: (&fakeClock{now: t0}).Now}, slog.New(slog.DiscardHandler))
+		r := scanner.Rescan(context.Background())
+		got := map[string]stale.Observation{}
+		for _, o := range r.Snapshot.Observations {
+			got[o.Instance.ID] = o
+		}
+		if _, ok := got["theirs"]; ok {
+			t.Fatalf("claim-unowned=%v: another host's instance was read", claimUnowned)
+		}
+		for id, want := range map[string]struct {
+			stale bool
+			host  string
+		}{
+			"mine": {true, "a"}, "unowned-here": {true, "a"},
+			"unowned-elsewhere": {claimUnowned, ""}, "same-id-string": {claimUnowned, ""},
+		} {
+			if o := got[id]; o.Verdict.Stale != want.stale || o.Instance.DockerHost != want.host {
+				t.Errorf("claim-unowned=%v, %s: stale=%v host=%q, want %v %q", claimUnowned, id, o.Verdict.Stale, o.Instance.DockerHost, want.stale, want.host)
+			}
+		}
+		owners := map[string]string{}
+		for _, in := range st.inv.Instances {
+			owners[in.ID] = in.DockerHost
+		}
+		if owners["unowned-here"] != "a" || owners["same-id-string"] != "" || owners["unowned-elsewhere"] != "" || owners["theirs"] != "b" {
+			t.Errorf("claim-unowned=%v: owners after the scan %v", claimUnowned, owners)
+		}
 	}
 }

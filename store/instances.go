@@ -18,7 +18,7 @@ var ErrNotFound = errors.New("not found")
 var ErrNoSettings = errors.New("table settings has no row: insert one with stale_threshold_days")
 
 const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
-	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at
+	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at, coalesce(i.docker_host, '')
 	FROM instances i
 	JOIN projects p ON p.id = i.project_id
 	JOIN stages s ON s.id = i.stage_id`
@@ -26,7 +26,7 @@ const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesc
 func scanInstance(row pgx.Row) (stale.Instance, error) {
 	var in stale.Instance
 	err := row.Scan(&in.ID, &in.ProjectID, &in.ProjectName, &in.StageName, &in.ContainerID,
-		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt)
+		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt, &in.DockerHost)
 	if in.LastAliveAt.Equal(time.Unix(0, 0)) {
 		in.LastAliveAt = time.Time{}
 	}
@@ -39,14 +39,15 @@ type Inventory struct {
 	ThresholdDays int64
 }
 
-// ReadInventory reads every instance and the stale threshold in one round trip.
-func (s *Store) ReadInventory(ctx context.Context) (Inventory, error) {
+// ReadInventory reads, in one round trip, the stale threshold and the
+// instances an exporter of dockerHost may judge: its own and the unowned.
+func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory, error) {
 	var inv Inventory
 	batch := &pgx.Batch{}
 	batch.Queue(thresholdQuery).QueryRow(func(row pgx.Row) error {
 		return scanThreshold(row, &inv.ThresholdDays)
 	})
-	batch.Queue("SELECT " + instanceColumns + " ORDER BY i.id").Query(func(rows pgx.Rows) error {
+	batch.Queue("SELECT "+instanceColumns+" WHERE i.docker_host = $1 OR i.docker_host IS NULL ORDER BY i.id", dockerHost).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			in, err := scanInstance(rows)
 			if err != nil {
@@ -103,6 +104,28 @@ func (s *Store) MarkAlive(ctx context.Context, ids []string, at time.Time) error
 		WHERE id = ANY($1::uuid[]) AND (last_alive_at IS NULL OR last_alive_at < $2)`, ids, at)
 	if err != nil {
 		return fmt.Errorf("mark %d instances alive: %w", len(ids), err)
+	}
+	return nil
+}
+
+// Claim makes dockerHost the owner of the given unowned instances, whose
+// containers its exporter listed, and of their jobs in flight; an instance
+// another host owns is left to it.
+func (s *Store) Claim(ctx context.Context, dockerHost string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE instances SET docker_host = $1
+			WHERE id = ANY($2::uuid[]) AND docker_host IS NULL`, dockerHost, ids); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE cleanup_jobs SET docker_host = $1
+			WHERE instance_id = ANY($2::uuid[]) AND docker_host IS NULL AND state <> '`+JobDone+`'`, dockerHost, ids)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("claim %d instances for %s: %w", len(ids), dockerHost, err)
 	}
 	return nil
 }

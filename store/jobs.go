@@ -45,6 +45,9 @@ type Job struct {
 	Reason      string
 	// PreviousStatus is set when this job marked the instance removing.
 	PreviousStatus string
+	// DockerHost is the engine that owns the instance: only its exporter
+	// carries the job out. "" for an unowned instance.
+	DockerHost string
 	// Attempts fences a job's writes: only the latest claim may finish it.
 	Attempts   int
 	CreatedAt  time.Time
@@ -60,12 +63,12 @@ type JobRequest struct {
 }
 
 const jobColumns = `id, instance_id::text, container_id, trigger, requested_by, state, coalesce(result, ''),
-	reason, coalesce(previous_status, ''), attempts, created_at, coalesce(finished_at, 'epoch')`
+	reason, coalesce(previous_status, ''), coalesce(docker_host, ''), attempts, created_at, coalesce(finished_at, 'epoch')`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var j Job
 	err := row.Scan(&j.ID, &j.InstanceID, &j.ContainerID, &j.Trigger, &j.RequestedBy, &j.State, &j.Result,
-		&j.Reason, &j.PreviousStatus, &j.Attempts, &j.CreatedAt, &j.FinishedAt)
+		&j.Reason, &j.PreviousStatus, &j.DockerHost, &j.Attempts, &j.CreatedAt, &j.FinishedAt)
 	if j.FinishedAt.Equal(time.Unix(0, 0)) {
 		j.FinishedAt = time.Time{}
 	}
@@ -103,8 +106,8 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 	// The in-flight job can finish between the insert and the select:
 	// then the insert is tried again.
 	for range 3 {
-		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by)
-			SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM instances WHERE id = $1)
+		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by, docker_host)
+			SELECT $1, $2, $3, $4, docker_host FROM instances WHERE id = $1
 			ON CONFLICT (instance_id) WHERE state <> '`+JobDone+`' DO NOTHING
 			RETURNING `+jobColumns, req.InstanceID, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
@@ -132,18 +135,20 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, erro
 	return Job{}, false, fmt.Errorf("enqueue cleanup of %s: contended", req.InstanceID)
 }
 
-// ClaimJob takes the oldest pending job, or one whose worker let its lease
-// run out (it crashed or was cut off), and leases it for the given time.
-// It returns false when there is nothing to do.
-func (s *Store) ClaimJob(ctx context.Context, lease time.Duration) (Job, bool, error) {
+// ClaimJob takes the oldest job of dockerHost (and, with unowned, of
+// instances no host owns) that is pending or whose worker let its lease run
+// out (it crashed or was cut off), and leases it for the given time. It
+// returns false when there is nothing to do.
+func (s *Store) ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned bool) (Job, bool, error) {
 	job, err := scanJob(s.pool.QueryRow(ctx, `UPDATE cleanup_jobs
 		SET state = '`+JobRunning+`', attempts = attempts + 1, lease_until = now() + $1::interval,
 			started_at = coalesce(started_at, now())
 		WHERE id = (
 			SELECT id FROM cleanup_jobs
-			WHERE state = '`+JobPending+`' OR (state = '`+JobRunning+`' AND lease_until < now())
+			WHERE (docker_host = $2 OR ($3 AND docker_host IS NULL))
+				AND (state = '`+JobPending+`' OR (state = '`+JobRunning+`' AND lease_until < now()))
 			ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-		RETURNING `+jobColumns, lease))
+		RETURNING `+jobColumns, lease, dockerHost, unowned))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}

@@ -135,7 +135,7 @@ func TestReadInventoryJoinsNames(t *testing.T) {
 	db := storetest.New(t)
 	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", ContainerID: "c1"})
 	db.Exec(t, "UPDATE settings SET stale_threshold_days = 3")
-	inv, err := db.Store.ReadInventory(context.Background())
+	inv, err := db.Store.ReadInventory(context.Background(), testHost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,3 +158,6 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", err)
 	}
 }
+
+// testHost names the engine of the tests' exporters.
+const testHost = "test-engine"

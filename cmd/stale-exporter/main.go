@@ -43,6 +43,10 @@ func main() {
 	serve.Flag("docker.host", "Docker Engine API address.").
 		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.DockerHost)
 	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.DockerTimeout)
+	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").
+		StringVar(&f.DockerHostName)
+	serve.Flag("docker.claim-unowned", "Judge and clean the instances no engine owns yet (single host: keep on; several hosts: on for at most one exporter).").
+		Default("true").BoolVar(&f.ClaimUnowned)
 	serve.Flag("docker.adopt", "Create instance rows for containers with docker-watcher labels that the store lacks.").
 		BoolVar(&f.Adopt)
 	serve.Flag("stale.threshold", "Override settings.stale_threshold_days with a duration (e.g. 90s, 36h; at most 100 years).").

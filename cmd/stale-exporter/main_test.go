@@ -103,10 +103,16 @@ func TestServeAndShutDown(t *testing.T) {
 
 	base := "http://" + addr
 	testenv.WaitHTTP(t, base+"/-/healthy", 20*time.Second)
+	// Without --docker.host-name the engine's own name (here, this machine's).
+	engine, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := `{docker_host="` + engine + `"}`
 	for path, want := range map[string]string{
 		"/-/healthy": "Healthy",
 		"/-/ready":   "Ready",
-		"/metrics":   "stale_exporter_scan_success 1",
+		"/metrics":   "stale_exporter_scan_success" + host + " 1",
 		"/":          "stale-exporter",
 	} {
 		body, status := get(t, base+path)
@@ -116,7 +122,7 @@ func TestServeAndShutDown(t *testing.T) {
 	}
 	body, _ := get(t, base+"/metrics")
 	for _, name := range []string{"stale_exporter_build_info", "go_goroutines", "process_cpu_seconds_total",
-		"stale_exporter_threshold_seconds 604800"} {
+		"stale_exporter_threshold_seconds" + host + " 604800"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -44,11 +44,15 @@ type WebFlags = web.FlagConfig
 
 // Config is everything the process is started with.
 type Config struct {
-	Web            *WebFlags
-	StoreDSN       string
-	StoreTimeout   time.Duration
-	DockerHost     string
-	DockerTimeout  time.Duration
+	Web           *WebFlags
+	StoreDSN      string
+	StoreTimeout  time.Duration
+	DockerHost    string
+	DockerTimeout time.Duration
+	// DockerHostName names the engine (default: its name from /info).
+	DockerHostName string
+	// ClaimUnowned judges and cleans the instances no engine owns yet.
+	ClaimUnowned   bool
 	Adopt          bool
 	Threshold      time.Duration
 	CacheTTL       time.Duration
@@ -139,6 +143,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if a.docker, err = connectDocker(startCtx, cfg.DockerHost, cfg.DockerTimeout); err != nil {
 		return nil, err
 	}
+	if a.cfg.DockerHostName == "" {
+		if a.cfg.DockerHostName, err = engineName(startCtx, a.docker, cfg); err != nil {
+			return nil, err
+		}
+	}
+	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.ClaimUnowned)
 	if err := a.build(tokens); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,20 @@ func connectDocker(ctx context.Context, host string, timeout time.Duration) (*cl
 	return docker, nil
 }
 
+// engineName is the engine's own name, from /info.
+func engineName(ctx context.Context, docker *client.Client, cfg Config) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.DockerTimeout)
+	defer cancel()
+	info, err := docker.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read the name of the Docker engine at %s (or set --docker.host-name): %s", RedactHost(cfg.DockerHost), redactIn(err, cfg.DockerHost))
+	}
+	if info.Info.Name == "" {
+		return "", errors.New("the Docker engine reports no name: set --docker.host-name")
+	}
+	return info.Info.Name, nil
+}
+
 // RedactHost hides the password of a Docker host address.
 func RedactHost(host string) string {
 	u, err := url.Parse(host)
@@ -250,10 +274,14 @@ func (a *App) build(tokens *auth.Tokens) error {
 		MaxSnapshotAge: cfg.MaxSnapshotAge,
 		DockerTimeout:  cfg.DockerTimeout,
 		Adopt:          cfg.Adopt,
+		DockerHost:     a.cfg.DockerHostName,
+		ClaimUnowned:   cfg.ClaimUnowned,
 	}, a.logger)
 	reg := prometheus.NewRegistry()
+	// The exporter's own metrics carry the engine it watches.
+	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: a.cfg.DockerHostName}, reg)
 	reg.MustRegister(
-		collector.New(a.scanner, 2*cfg.DockerTimeout),
+		collector.New(a.scanner, 2*cfg.DockerTimeout, a.cfg.DockerHostName),
 		versioncollector.NewCollector(exporterName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -265,7 +293,9 @@ func (a *App) build(tokens *auth.Tokens) error {
 		MaxStaleRatio: cfg.MaxStaleRatio,
 		DryRun:        cfg.DryRun,
 		StoreTimeout:  cfg.StoreTimeout,
-	}, reg, a.logger)
+		DockerHost:    a.cfg.DockerHostName,
+		ClaimUnowned:  cfg.ClaimUnowned,
+	}, own, a.logger)
 
 	router := httprouter.New()
 	api.New(a.service, a.scanner, api.Config{
@@ -274,7 +304,7 @@ func (a *App) build(tokens *auth.Tokens) error {
 		MaxPerRequest: cfg.MaxPerRequest,
 		MaxBodyBytes:  maxBodyBytes,
 		StoreTimeout:  cfg.StoreTimeout,
-	}, reg, a.logger).Register(router)
+	}, own, a.logger).Register(router)
 	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, collector.HandlerOpts{
 		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
 	}, a.logger))

@@ -22,7 +22,7 @@ func config(dsn string) app.Config {
 		StoreDSN: dsn, StoreTimeout: 5 * time.Second, DockerHost: "unix:///var/run/docker.sock", DockerTimeout: 5 * time.Second,
 		CacheTTL: time.Second, ScanInterval: time.Minute, MaxSnapshotAge: time.Minute, Workers: 1, MaxPerRequest: 10,
 		MaxStaleRatio: 0.5, CleanupWait: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute,
-		IdleTimeout: time.Minute, MaxRequests: 10,
+		IdleTimeout: time.Minute, MaxRequests: 10, DockerHostName: "in-process", ClaimUnowned: true,
 		Web: &app.WebFlags{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &empty},
 	}
 }
@@ -66,7 +66,7 @@ func TestRunInProcess(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if !strings.Contains(string(body), "stale_exporter_scan_success 1") {
+	if !strings.Contains(string(body), `stale_exporter_scan_success{docker_host="in-process"} 1`) {
 		t.Fatalf("/metrics: %d\n%.300s", res.StatusCode, body)
 	}
 	cancel()

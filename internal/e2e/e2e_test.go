@@ -264,7 +264,7 @@ func dashboardQueries(t *testing.T) []string {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatal(err)
 	}
-	vars := strings.NewReplacer("$job", ".+", "$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h")
+	vars := strings.NewReplacer("$job", ".+", "$docker_host", ".*", "$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h")
 	var out []string
 	for _, p := range dash.Panels {
 		if len(p.Targets) == 0 {

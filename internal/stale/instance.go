@@ -11,11 +11,14 @@ const (
 	KeyStageName   = "stage_name"
 	KeyImageTag    = "image_tag"
 	KeyContainerID = "container_id"
+	// KeyDockerHost names the Docker engine that owns an instance ("" for
+	// none yet), and on the exporter's own metrics the engine it watches.
+	KeyDockerHost = "docker_host"
 )
 
 // InstanceKeys are the gauges' labels, in order. Never instance, job or
 // stage: they clash with Prometheus target labels.
-var InstanceKeys = []string{KeyInstanceID, KeyProjectName, KeyStageName, KeyImageTag, KeyContainerID}
+var InstanceKeys = []string{KeyInstanceID, KeyProjectName, KeyStageName, KeyImageTag, KeyContainerID, KeyDockerHost}
 
 // Instance statuses this service reads or writes; the platform has more.
 const (
@@ -36,6 +39,9 @@ type Instance struct {
 	// LastAliveAt is zero when the platform never saw the instance running.
 	LastAliveAt time.Time
 	CreatedAt   time.Time
+	// DockerHost is the engine that owns the instance: the exporter that
+	// listed its container; "" while none has.
+	DockerHost string
 }
 
 // ShortID is the 12-character form of a container id, as docker ps shows it.

@@ -123,13 +123,18 @@ func WaitHTTP(tb testing.TB, url string, timeout time.Duration) {
 	tb.Fatalf("%s did not answer 200 within %s", url, timeout)
 }
 
-// engine forwards requests to the local Docker socket.
-var engine = &httputil.ReverseProxy{
-	Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
-	Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
-	}},
+// engineProxy forwards requests to the Docker socket at path.
+func engineProxy(path string) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "docker"}) },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}},
+	}
 }
+
+// engine forwards requests to the local Docker socket.
+var engine = engineProxy("/var/run/docker.sock")
 
 // EngineActs sends a request a DockerProxy intercepted on to the engine and
 // throws the answer away, so that an intercept can let the engine act and
@@ -148,13 +153,24 @@ func (discardAnswer) WriteHeader(int)             {}
 // DOCKER_HOST value.
 func DockerProxy(tb testing.TB, intercept func(w http.ResponseWriter, r *http.Request) bool) string {
 	tb.Helper()
+	return serveDockerProxy(tb, engine, intercept)
+}
+
+// DockerProxyTo is DockerProxy in front of the engine listening on socket.
+func DockerProxyTo(tb testing.TB, socket string, intercept func(w http.ResponseWriter, r *http.Request) bool) string {
+	tb.Helper()
+	return serveDockerProxy(tb, engineProxy(socket), intercept)
+}
+
+func serveDockerProxy(tb testing.TB, upstream *httputil.ReverseProxy, intercept func(w http.ResponseWriter, r *http.Request) bool) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !intercept(w, r) {
-			engine.ServeHTTP(w, r)
+			upstream.ServeHTTP(w, r)
 		}
 	})}
 	go func() { _ = srv.Serve(ln) }()

@@ -134,16 +134,21 @@ func Docker(tb testing.TB) *client.Client {
 const ImageName = "stale-exporter-test/sleeper:latest"
 
 var (
-	buildOnce sync.Once
-	buildErr  error
+	buildMu sync.Mutex
+	built   = map[*client.Client]bool{}
 )
 
-// Image builds the test image once per test process and returns its name.
+// Image builds the test image on the engine of cli, once per client and test
+// process, and returns its name.
 func Image(tb testing.TB, cli *client.Client) string {
 	tb.Helper()
-	buildOnce.Do(func() { buildErr = buildImage(cli) })
-	if buildErr != nil {
-		tb.Fatalf("build test image: %v", buildErr)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if !built[cli] {
+		if err := buildImage(cli); err != nil {
+			tb.Fatalf("build test image: %v", err)
+		}
+		built[cli] = true
 	}
 	return ImageName
 }
@@ -231,6 +236,8 @@ type ContainerSpec struct {
 	Start bool
 	// Exit makes a started container exit at once.
 	Exit bool
+	// RestartAlways restarts the container with its engine.
+	RestartAlways bool
 }
 
 // NewContainer creates (and maybe starts) a container from the test image and
@@ -243,10 +250,11 @@ func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string 
 	if spec.Exit {
 		cfg.Cmd = []string{"exit"}
 	}
-	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config:     cfg,
-		HostConfig: &container.HostConfig{NetworkMode: "none"},
-	})
+	host := &container.HostConfig{NetworkMode: "none"}
+	if spec.RestartAlways {
+		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
+	}
+	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host})
 	if err != nil {
 		tb.Fatalf("create container: %v", err)
 	}

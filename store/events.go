@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -26,24 +27,45 @@ type Event struct {
 	Details    map[string]any
 }
 
-// insertEvent adds an event_log row and tells the platform about it with
-// pg_notify('event_log', id) in the same transaction.
-func insertEvent(ctx context.Context, tx pgx.Tx, e Event) error {
-	var details []byte
-	if e.Details != nil {
-		var err error
-		if details, err = json.Marshal(e.Details); err != nil {
-			return fmt.Errorf("encode event details: %w", err)
+// insertEvent adds an event row (to event_log, or stale_exporter_events when
+// the platform's does not fit) and announces it with pg_notify(table, id) in
+// the same transaction.
+func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, e Event) error {
+	cols := []string{"severity", "source", "message"}
+	vals := []string{"$1", "$2", "$3"}
+	args := []any{e.Severity, EventSource, e.Message}
+	add := func(col, val string, arg any) {
+		args = append(args, arg)
+		cols = append(cols, col)
+		vals = append(vals, strings.ReplaceAll(val, "$n", fmt.Sprintf("$%d", len(args))))
+	}
+	for col, id := range map[string]string{"project_id": e.ProjectID, "instance_id": e.InstanceID} {
+		if t, ok := s.shape.EventColumns[col]; ok {
+			add(col, "nullif($n::text, '')::"+castType(t), id)
 		}
 	}
+	if t, ok := s.shape.EventColumns["details"]; ok && e.Details != nil {
+		details, err := json.Marshal(e.Details)
+		if err != nil {
+			return fmt.Errorf("encode event details: %w", err)
+		}
+		add("details", "$n::text::"+castType(t), string(details))
+	}
+	table := s.shape.EventTable
 	_, err := tx.Exec(ctx, `WITH e AS (
-			INSERT INTO event_log (severity, source, message, project_id, instance_id, details)
-			VALUES ($1, $2, $3, nullif($4, '')::uuid, nullif($5, '')::uuid, $6)
+			INSERT INTO `+table+` (`+strings.Join(cols, ", ")+`) VALUES (`+strings.Join(vals, ", ")+`)
 			RETURNING id)
-		SELECT pg_notify('event_log', id::text) FROM e`,
-		e.Severity, EventSource, e.Message, e.ProjectID, e.InstanceID, details)
+		SELECT pg_notify('`+table+`', id::text) FROM e`, args...)
 	if err != nil {
-		return fmt.Errorf("insert event: %w", err)
+		return fmt.Errorf("insert event into %s: %w", table, err)
 	}
 	return nil
+}
+
+// castType is the cast for a column of the given information_schema type.
+func castType(dataType string) string {
+	if dataType == "character varying" || dataType == "character" {
+		return "text"
+	}
+	return dataType
 }

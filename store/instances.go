@@ -15,7 +15,7 @@ var ErrNotFound = errors.New("not found")
 
 // ErrNoSettings is returned when the settings table has no row, so there is
 // no stale threshold to read.
-var ErrNoSettings = errors.New("table settings has no row: insert one with stale_threshold_days")
+var ErrNoSettings = errors.New("table settings has no stale_threshold_days: insert a row (or, for key/value settings, the key stale_threshold_days)")
 
 const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
 	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at, coalesce(i.docker_host, '')
@@ -44,7 +44,7 @@ type Inventory struct {
 func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory, error) {
 	var inv Inventory
 	batch := &pgx.Batch{}
-	batch.Queue(thresholdQuery).QueryRow(func(row pgx.Row) error {
+	batch.Queue(s.thresholdQuery()).QueryRow(func(row pgx.Row) error {
 		return scanThreshold(row, &inv.ThresholdDays)
 	})
 	batch.Queue("SELECT "+instanceColumns+" WHERE i.docker_host = $1 OR i.docker_host IS NULL ORDER BY i.id", dockerHost).Query(func(rows pgx.Rows) error {
@@ -75,7 +75,14 @@ func (s *Store) Instance(ctx context.Context, id string) (stale.Instance, error)
 	return in, nil
 }
 
-const thresholdQuery = "SELECT stale_threshold_days::bigint FROM settings LIMIT 1"
+// thresholdQuery reads the threshold from a settings column, or from the
+// key/value row stale_threshold_days (a text or JSON value).
+func (s *Store) thresholdQuery() string {
+	if s.shape.SettingsKeyValue {
+		return `SELECT trim(both '"' from value::text)::bigint FROM settings WHERE key = 'stale_threshold_days' LIMIT 1`
+	}
+	return "SELECT stale_threshold_days::bigint FROM settings LIMIT 1"
+}
 
 func scanThreshold(row pgx.Row, days *int64) error {
 	err := row.Scan(days)
@@ -88,7 +95,7 @@ func scanThreshold(row pgx.Row, days *int64) error {
 // ThresholdDays reads settings.stale_threshold_days.
 func (s *Store) ThresholdDays(ctx context.Context) (int64, error) {
 	var days int64
-	if err := scanThreshold(s.pool.QueryRow(ctx, thresholdQuery), &days); err != nil {
+	if err := scanThreshold(s.pool.QueryRow(ctx, s.thresholdQuery()), &days); err != nil {
 		return 0, fmt.Errorf("read stale threshold: %w", err)
 	}
 	return days, nil
@@ -101,7 +108,7 @@ func (s *Store) MarkAlive(ctx context.Context, ids []string, at time.Time) error
 		return nil
 	}
 	_, err := s.pool.Exec(ctx, `UPDATE instances SET last_alive_at = $2
-		WHERE id = ANY($1::uuid[]) AND (last_alive_at IS NULL OR last_alive_at < $2)`, ids, at)
+		WHERE id = ANY($1::text[]::`+s.shape.IDTypes["instances"]+`[]) AND (last_alive_at IS NULL OR last_alive_at < $2)`, ids, at)
 	if err != nil {
 		return fmt.Errorf("mark %d instances alive: %w", len(ids), err)
 	}
@@ -117,7 +124,7 @@ func (s *Store) Claim(ctx context.Context, dockerHost string, ids []string) erro
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE instances SET docker_host = $1
-			WHERE id = ANY($2::uuid[]) AND docker_host IS NULL`, dockerHost, ids); err != nil {
+			WHERE id = ANY($2::text[]::`+s.shape.IDTypes["instances"]+`[]) AND docker_host IS NULL`, dockerHost, ids); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE cleanup_jobs SET docker_host = $1
@@ -149,11 +156,11 @@ type Adoption struct {
 func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var projectID, stageID string
-		if err := tx.QueryRow(ctx, `INSERT INTO projects (name) VALUES ($1)
+		if err := tx.QueryRow(ctx, `INSERT INTO projects (id, name) VALUES (gen_random_uuid()::text::`+s.shape.IDTypes["projects"]+`, $1)
 			ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id::text`, a.ProjectName).Scan(&projectID); err != nil {
 			return fmt.Errorf("upsert project: %w", err)
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO stages (project_id, name) VALUES ($1, $2)
+		if err := tx.QueryRow(ctx, `INSERT INTO stages (id, project_id, name) VALUES (gen_random_uuid()::text::`+s.shape.IDTypes["stages"]+`, $1, $2)
 			ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id::text`, projectID, a.StageName).Scan(&stageID); err != nil {
 			return fmt.Errorf("upsert stage: %w", err)
 		}
@@ -167,7 +174,7 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 		if tag.RowsAffected() == 0 {
 			return nil
 		}
-		return insertEvent(ctx, tx, Event{
+		return s.insertEvent(ctx, tx, Event{
 			Severity:   SeverityInfo,
 			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", stale.ShortID(a.ContainerID), a.ProjectName, a.StageName),
 			ProjectID:  projectID,

@@ -99,15 +99,15 @@ type querier interface {
 // instance; then it returns that one with created false. It returns
 // ErrNotFound when the instance no longer exists.
 func (s *Store) EnqueueJob(ctx context.Context, req JobRequest) (job Job, created bool, err error) {
-	return enqueueJob(ctx, s.pool, req)
+	return enqueueJob(ctx, s.pool, req, s.shape.IDTypes["instances"])
 }
 
-func enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, error) {
+func enqueueJob(ctx context.Context, q querier, req JobRequest, idType string) (Job, bool, error) {
 	// The in-flight job can finish between the insert and the select:
 	// then the insert is tried again.
 	for range 3 {
 		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by, docker_host)
-			SELECT $1, $2, $3, $4, docker_host FROM instances WHERE id = $1
+			SELECT $1::text::uuid, $2, $3, $4, docker_host FROM instances WHERE id = $1::text::`+idType+`
 			ON CONFLICT (instance_id) WHERE state <> '`+JobDone+`' DO NOTHING
 			RETURNING `+jobColumns, req.InstanceID, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
@@ -189,7 +189,7 @@ func (s *Store) FinishRemoved(ctx context.Context, job Job, event Event) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM instances WHERE id = $1 AND status = '"+stale.StatusRemoving+"'", job.InstanceID); err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, event)
+		return s.insertEvent(ctx, tx, event)
 	})
 	if err != nil {
 		return fmt.Errorf("finish removal of %s: %w", job.InstanceID, err)
@@ -208,11 +208,11 @@ func (s *Store) FinishJob(ctx context.Context, job Job, result, reason string, e
 		}
 		if _, err := tx.Exec(ctx, `UPDATE instances i SET status = j.previous_status, updated_at = now()
 			FROM cleanup_jobs j
-			WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id AND i.status = '`+stale.StatusRemoving+`'`,
+			WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id::text::`+s.shape.IDTypes["instances"]+` AND i.status = '`+stale.StatusRemoving+`'`,
 			job.ID); err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, event)
+		return s.insertEvent(ctx, tx, event)
 	})
 	if err != nil {
 		return fmt.Errorf("finish cleanup job %d: %w", job.ID, err)
@@ -284,11 +284,11 @@ func (s *Store) RecordAlert(ctx context.Context, occ AlertOccurrence, event Even
 		if recorded = tag.RowsAffected() == 1; !recorded {
 			return nil
 		}
-		if err := insertEvent(ctx, tx, event); err != nil {
+		if err := s.insertEvent(ctx, tx, event); err != nil {
 			return err
 		}
 		if cleanup != nil {
-			job, _, err = enqueueJob(ctx, tx, *cleanup)
+			job, _, err = enqueueJob(ctx, tx, *cleanup, s.shape.IDTypes["instances"])
 			if errors.Is(err, ErrNotFound) {
 				return nil // removed already: the occurrence is recorded, nothing to clean
 			}

@@ -25,7 +25,8 @@ const migrationLockKey = 0x5741_4c45 // "WALE"
 
 // Store wraps a connection pool to the platform database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	shape Shape
 }
 
 // Open connects to the database named by dsn and checks that it answers.
@@ -43,7 +44,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to store at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, shape: defaultShape()}, nil
 }
 
 // Close releases all connections.
@@ -53,8 +54,22 @@ func (s *Store) Close() { s.pool.Close() }
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Migrate applies the embedded migrations that have not been applied yet,
-// under an advisory lock so that replicas starting together take turns.
+// under an advisory lock so that replicas starting together take turns,
+// then checks the platform's tables against the contract (Preflight).
 func (s *Store) Migrate(ctx context.Context) error {
+	// The platform's tables are checked before anything is added to them,
+	// so that a misfit is named rather than failing inside a migration.
+	if err := s.checkPlatformColumns(ctx); err != nil {
+		return err
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	_, err := s.Preflight(ctx)
+	return err
+}
+
+func (s *Store) migrate(ctx context.Context) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: acquire connection: %w", err)

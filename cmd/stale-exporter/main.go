@@ -19,6 +19,7 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/internal/app"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
+	operator "github.com/docker-watcher/stale-exporter/internal/cli"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
 )
 
@@ -81,6 +82,8 @@ func main() {
 	secretsCmd.Flag("postgres.database", "Database name.").Default("platform").StringVar(&secretsDB.Name)
 	secretsCmd.Flag("postgres.user", "Database user.").Default("stale").StringVar(&secretsDB.User)
 
+	client := operator.AddCommands(cli)
+
 	command := kingpin.MustParse(cli.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
 	switch command {
@@ -103,6 +106,11 @@ func main() {
 		if admin != "" {
 			// Shown once, in the init container's log, for the operator.
 			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
+		}
+	case client.List.FullCommand(), client.Cleanup.FullCommand():
+		if err := client.Run(context.Background(), command, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
+			os.Exit(1)
 		}
 	case tokenCmd.FullCommand():
 		if err := auth.WriteNewToken(os.Stdout, *tokenName, auth.Role(*tokenRole)); err != nil {

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/moby/moby/client"
 )
 
 var binary string
@@ -162,4 +166,74 @@ func get(t *testing.T, url string) (string, int) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return string(b), res.StatusCode
+}
+
+// The operator commands against a real running exporter.
+func TestOperatorCommands(t *testing.T) {
+	docker := testenv.Docker(t)
+	db := storetest.New(t)
+	dir := t.TempDir()
+	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-9", CreatedAt: time.Now().Add(-time.Hour)})
+	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+	secret, entry, err := auth.NewToken("ops", auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := auth.FormatEntries(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, tokenFile := filepath.Join(dir, "tokens.yml"), filepath.Join(dir, "token")
+	writeFile(t, tokens, file)
+	writeFile(t, tokenFile, secret+"\n")
+	addr := testenv.FreeAddr(t)
+	testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary, "--web.listen-address="+addr,
+		"--api.tokens-file="+tokens, "--stale.threshold=1s", "--collector.cache-ttl=100ms")
+	testenv.WaitHTTP(t, "http://"+addr+"/-/ready", 20*time.Second)
+	time.Sleep(time.Second) // the container ages past the threshold
+
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "STALE_EXPORTER_TOKEN=")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	url := "--url=http://" + addr
+	if out, errOut, code := run("list", url, "--token-file="+tokenFile); code != 0 ||
+		!strings.Contains(out, "DAYS SINCE LAST ALIVE") || !strings.Contains(out, id) || !strings.Contains(out, "pr-9") {
+		t.Fatalf("list: %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := run("cleanup", url, "--token-file="+tokenFile, "--dry-run", id); code != 0 || !strings.Contains(out, id+"\twould_remove") {
+		t.Fatalf("cleanup --dry-run: %d %s", code, out)
+	}
+	if out, _, code := run("cleanup", url, "--token-file="+tokenFile, "--all", "--dry-run"); code != 0 || !strings.Contains(out, "1 stale, 1 asked") {
+		t.Fatalf("cleanup --all --dry-run: %d %s", code, out)
+	}
+	cmd := exec.Command(binary, "cleanup", url, id)
+	cmd.Env = append(os.Environ(), "STALE_EXPORTER_TOKEN="+secret)
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), id+"\tremoved") {
+		t.Fatalf("cleanup with the token from the environment: %v %s", err, out)
+	}
+	if _, err := docker.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{}); err == nil {
+		t.Fatal("the container is still there")
+	}
+	for name, args := range map[string][]string{
+		"unreachable":   {"list", "--url=http://127.0.0.1:1"},
+		"bad token":     {"list", url, "--token-file=" + tokens},
+		"no ids":        {"cleanup", url, "--token-file=" + tokenFile},
+		"ids and --all": {"cleanup", url, "--token-file=" + tokenFile, "--all", id},
+		"unknown id":    {"cleanup", url, "--token-file=" + tokenFile, "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"},
+	} {
+		out, errOut, code := run(args...)
+		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "stale-exporter "+args[0]+": ") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and one line", name, code, out, errOut)
+		}
+	}
 }

@@ -140,6 +140,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err := a.store.Migrate(startCtx); err != nil {
 		return nil, err
 	}
+	shape := a.store.Shape()
+	logger.Info("store fits the contract", "instance_ids", shape.IDTypes["instances"], "settings_key_value", shape.SettingsKeyValue,
+		"events_to", shape.EventTable)
+	if shape.EventMisfit != "" {
+		logger.Warn("events go to stale_exporter_events: the platform's event_log does not fit", "reason", shape.EventMisfit)
+	}
 	if a.docker, err = connectDocker(startCtx, cfg.DockerHost, cfg.DockerTimeout); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
@@ -25,8 +26,26 @@ type DB struct {
 // New creates a fresh database, migrates it and opens it.
 func New(tb testing.TB) *DB {
 	tb.Helper()
+	return NewShaped(tb, "")
+}
+
+// NewShaped creates a fresh database, runs platformSQL in it (the platform's
+// own tables, shaped as a test needs), then migrates and opens it.
+func NewShaped(tb testing.TB, platformSQL string) *DB {
+	tb.Helper()
 	dsn := testenv.Database(tb)
 	ctx := context.Background()
+	if platformSQL != "" {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			tb.Fatalf("connect: %v", err)
+		}
+		_, err = conn.Exec(ctx, platformSQL)
+		conn.Close(ctx)
+		if err != nil {
+			tb.Fatalf("create the platform's tables: %v", err)
+		}
+	}
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)

@@ -34,12 +34,22 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 ALTER TABLE instances ADD COLUMN IF NOT EXISTS last_alive_at timestamptz;
 
-CREATE TABLE IF NOT EXISTS settings (
-    id                   boolean PRIMARY KEY DEFAULT true CHECK (id),
-    stale_threshold_days integer NOT NULL DEFAULT 7 CHECK (stale_threshold_days > 0)
-);
-ALTER TABLE settings ADD COLUMN IF NOT EXISTS stale_threshold_days integer NOT NULL DEFAULT 7;
-INSERT INTO settings (id) VALUES (true) ON CONFLICT DO NOTHING;
+-- settings: the platform's may hold a column per setting or key/value rows
+-- (see store/contract.go); only a missing table is created, with its row.
+DO $$
+BEGIN
+    IF to_regclass('settings') IS NULL THEN
+        CREATE TABLE settings (
+            id                   boolean PRIMARY KEY DEFAULT true CHECK (id),
+            stale_threshold_days integer NOT NULL DEFAULT 7 CHECK (stale_threshold_days > 0)
+        );
+        INSERT INTO settings (id) VALUES (true);
+    ELSIF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'settings' AND column_name = 'key') THEN
+        ALTER TABLE settings ADD COLUMN IF NOT EXISTS stale_threshold_days integer NOT NULL DEFAULT 7;
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS event_log (
     id          bigserial PRIMARY KEY,

@@ -1,0 +1,230 @@
+// Package cli is the operator's command line over a running exporter's API,
+// the way amtool serves Alertmanager: list the stale instances, ask for
+// cleanups and print each result.
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+)
+
+// TokenEnv names the environment variable that may hold the API token.
+const TokenEnv = "STALE_EXPORTER_TOKEN"
+
+// Client calls one exporter's API.
+type Client struct {
+	URL   string
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a client of the exporter at url, with the token read from
+// tokenFile, else from $STALE_EXPORTER_TOKEN.
+func NewClient(url, tokenFile string) (*Client, error) {
+	token := os.Getenv(TokenEnv)
+	if tokenFile != "" {
+		raw, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read token file: %w", err)
+		}
+		token = strings.TrimSpace(string(raw))
+	}
+	return &Client{URL: strings.TrimRight(url, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}, nil
+}
+
+// envelope is the API's answer.
+type envelope struct {
+	Success bool            `json:"success"`
+	Data    json.RawMessage `json:"data"`
+	Error   string          `json:"error"`
+}
+
+// call sends one request and decodes the envelope's data into out. An
+// answer that is not a success is an error with the API's message, except
+// the statuses in accept, whose data is decoded all the same.
+func (c *Client) call(ctx context.Context, method, path string, body any, out any, accept ...int) (int, error) {
+	var reader io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		reader = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, reader)
+	if err != nil {
+		return 0, fmt.Errorf("request %s: %w", path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reach the exporter at %s: %w", c.URL, errors.Unwrap(err))
+	}
+	defer res.Body.Close()
+	var env envelope
+	if err := json.NewDecoder(res.Body).Decode(&env); err != nil {
+		return res.StatusCode, fmt.Errorf("%s %s: %s, not the exporter's JSON answer", method, path, res.Status)
+	}
+	accepted := env.Success
+	for _, s := range accept {
+		accepted = accepted || res.StatusCode == s
+	}
+	if !accepted {
+		return res.StatusCode, fmt.Errorf("%s (HTTP %d)", env.Error, res.StatusCode)
+	}
+	if out != nil && len(env.Data) > 0 {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			return res.StatusCode, fmt.Errorf("decode answer of %s: %w", path, err)
+		}
+	}
+	return res.StatusCode, nil
+}
+
+// StaleInstance is one row of the stale list.
+type StaleInstance struct {
+	InstanceID         string  `json:"instance_id"`
+	ContainerID        string  `json:"container_id"`
+	ProjectName        string  `json:"project_name"`
+	StageName          string  `json:"stage_name"`
+	ImageTag           string  `json:"image_tag"`
+	DockerState        string  `json:"docker_state"`
+	LastAlive          string  `json:"last_alive"`
+	DaysSinceLastAlive float64 `json:"days_since_last_alive"`
+}
+
+// List prints the stale instances as a table.
+func (c *Client) List(ctx context.Context, w io.Writer) error {
+	var rows []StaleInstance
+	if _, err := c.call(ctx, http.MethodGet, "/api/containers/stale", nil, &rows); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tPROJECT\tSTAGE\tTAG\tCONTAINER\tSTATE\tDAYS SINCE LAST ALIVE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.12s\t%s\t%.2f\n", r.InstanceID, r.ProjectName, r.StageName, r.ImageTag,
+			r.ContainerID, r.DockerState, r.DaysSinceLastAlive)
+	}
+	return tw.Flush()
+}
+
+// Job is a cleanup job as the API answers it.
+type Job struct {
+	JobID      int64  `json:"job_id"`
+	InstanceID string `json:"instance_id"`
+	State      string `json:"state"`
+	Result     string `json:"result"`
+	Reason     string `json:"reason"`
+}
+
+func printJob(w io.Writer, j Job) {
+	outcome := j.Result
+	if outcome == "" {
+		outcome = j.State + " (still in progress; see GET /api/cleanups)"
+	}
+	if j.Reason != "" {
+		outcome += ": " + j.Reason
+	}
+	fmt.Fprintf(w, "%s\t%s\n", j.InstanceID, outcome)
+}
+
+// Cleanup asks for the cleanup of each instance and prints each result. It
+// returns an error if any was not removed (or, in a dry run, would not be).
+func (c *Client) Cleanup(ctx context.Context, w io.Writer, ids []string, dryRun bool) error {
+	refused := 0
+	for _, id := range ids {
+		path := "/api/containers/stale/" + id + "/cleanup"
+		if dryRun {
+			path += "?dry_run=true"
+		}
+		var job Job
+		status, err := c.call(ctx, http.MethodPost, path, nil, &job, http.StatusConflict)
+		if err != nil {
+			refused++
+			fmt.Fprintf(w, "%s\terror: %v\n", id, err)
+			continue
+		}
+		if status == http.StatusConflict {
+			refused++
+		}
+		printJob(w, job)
+	}
+	if refused > 0 {
+		return fmt.Errorf("%d of %d cleanups did not remove", refused, len(ids))
+	}
+	return nil
+}
+
+// CleanupAll asks for the cleanup of every stale instance and prints each
+// result.
+func (c *Client) CleanupAll(ctx context.Context, w io.Writer, dryRun bool) error {
+	var res struct {
+		Stale   int   `json:"stale"`
+		Results []Job `json:"results"`
+	}
+	if _, err := c.call(ctx, http.MethodPost, "/api/containers/stale/cleanup", map[string]bool{"dry_run": dryRun}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d stale, %d asked\n", res.Stale, len(res.Results))
+	for _, j := range res.Results {
+		printJob(w, j)
+	}
+	return nil
+}
+
+// Commands are the operator commands added to the binary's command line.
+type Commands struct {
+	List, Cleanup  *kingpin.CmdClause
+	url, tokenFile string
+	ids            []string
+	all, dryRun    bool
+}
+
+// AddCommands adds list and cleanup to app.
+func AddCommands(app *kingpin.Application) *Commands {
+	c := &Commands{}
+	c.List = app.Command("list", "Print the stale instances of a running exporter.")
+	c.Cleanup = app.Command("cleanup", "Ask a running exporter to clean up instances and print each result.")
+	c.Cleanup.Arg("id", "Instance ids.").StringsVar(&c.ids)
+	c.Cleanup.Flag("all", "Every stale instance (role admin).").BoolVar(&c.all)
+	c.Cleanup.Flag("dry-run", "Report what would be removed; remove nothing.").BoolVar(&c.dryRun)
+	for _, cmd := range []*kingpin.CmdClause{c.List, c.Cleanup} {
+		cmd.Flag("url", "The exporter's address.").Default("http://127.0.0.1:9817").StringVar(&c.url)
+		cmd.Flag("token-file", "File holding the API token (else $"+TokenEnv+").").StringVar(&c.tokenFile)
+	}
+	return c
+}
+
+// Run runs the parsed command, writing its output to w.
+func (c *Commands) Run(ctx context.Context, command string, w io.Writer) error {
+	client, err := NewClient(c.url, c.tokenFile)
+	if err != nil {
+		return err
+	}
+	switch {
+	case command == c.List.FullCommand():
+		return client.List(ctx, w)
+	case c.all && len(c.ids) > 0:
+		return errors.New("give instance ids or --all, not both")
+	case c.all:
+		return client.CleanupAll(ctx, w, c.dryRun)
+	case len(c.ids) == 0:
+		return errors.New("give instance ids, or --all")
+	}
+	return client.Cleanup(ctx, w, c.ids, c.dryRun)
+}

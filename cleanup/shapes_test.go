@@ -107,7 +107,7 @@ func TestPreflightNamesWhatDoesNotFit(t *testing.T) {
 	for sql, want := range map[string]string{
 		strings.Replace(textIDPlatform, "status text NOT NULL DEFAULT 'stopped',", "", 1): "table instances has no column status",
 		strings.Replace(textIDPlatform, "CREATE TABLE settings (key text PRIMARY KEY, value text NOT NULL);\nINSERT INTO settings VALUES ('stale_threshold_days', '1'), ('theme', 'dark');", "CREATE TABLE settings (key text PRIMARY KEY, val text);", 1): "table settings has no column stale_threshold_days and no key/value columns",
-		strings.Replace(textIDPlatform, "CREATE TABLE projects (id text PRIMARY KEY", "CREATE TABLE projects (id integer PRIMARY KEY", 1):                                                                                              "projects.id is integer",
+		strings.Replace(textIDPlatform, "CREATE TABLE projects (id text PRIMARY KEY", "CREATE TABLE projects (id integer PRIMARY KEY", 1):                                                                                                                  "projects.id is integer",
 	} {
 		dsn := testenv.Database(t)
 		conn, err := pgx.Connect(context.Background(), dsn)

@@ -26,5 +26,6 @@ bench: test-deps
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 20x ./collector/
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 5x ./cleanup/
 
-run: build
-	./$(BIN) --store.dsn="$${STALE_EXPORTER_STORE_DSN:-host=/var/run/postgresql dbname=postgres}"
+# Installs and starts what it needs, then runs the exporter (scripts/run.sh).
+run:
+	bash scripts/run.sh

@@ -23,7 +23,7 @@ if [ -z "${STALE_EXPORTER_TEST_DSN:-}" ]; then
   if ! pg_isready -q -h /var/run/postgresql; then
     cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1, $2}')
     # shellcheck disable=SC2086
-    pg_ctlcluster $cluster start
+    setsid pg_ctlcluster $cluster start
   fi
   for _ in $(seq 1 30); do pg_isready -q -h /var/run/postgresql && break; sleep 1; done
   if [ "$(id -u)" = 0 ]; then
@@ -35,7 +35,8 @@ fi
 
 if [ -z "${DOCKER_HOST:-}" ] && ! docker info >/dev/null 2>&1; then
   echo "starting dockerd"
-  nohup dockerd >/tmp/stale-exporter-dockerd.log 2>&1 &
+  # Its own session: it outlives whatever started it.
+  setsid nohup dockerd >/tmp/stale-exporter-dockerd.log 2>&1 </dev/null &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 /tmp/stale-exporter-dockerd.log >&2; exit 1; }
 fi

@@ -38,8 +38,8 @@ func main() {
 	serve.Flag("web.idle-timeout", "How long an idle keep-alive connection is kept.").Default("1m").DurationVar(&f.IdleTimeout)
 	serve.Flag("web.max-requests", "Most scrapes of /metrics served at once; more get 503. 0 means no limit.").
 		Default("40").IntVar(&f.MaxRequests)
-	serve.Flag("store.dsn", "PostgreSQL connection string of the platform database.").
-		Envar("STALE_EXPORTER_STORE_DSN").Required().StringVar(&f.StoreDSN)
+	serve.Flag("store.dsn", "PostgreSQL connection string of the platform database (default: the local socket, database "+app.LocalDatabase+").").
+		Envar("STALE_EXPORTER_STORE_DSN").StringVar(&f.StoreDSN)
 	serve.Flag("store.timeout", "Longest time a request waits for PostgreSQL before answering 503.").Default("5s").DurationVar(&f.StoreTimeout)
 	serve.Flag("docker.host", "Docker Engine API address.").
 		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.DockerHost)

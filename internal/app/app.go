@@ -36,6 +36,14 @@ import (
 
 const exporterName = "stale_exporter"
 
+// LocalDatabase is the database of a local install (scripts/run.sh creates
+// it), and LocalDSN its connection string over the local socket: the store
+// when --store.dsn is not given.
+const (
+	LocalDatabase = "stale_exporter"
+	LocalDSN      = "host=/var/run/postgresql dbname=" + LocalDatabase
+)
+
 // maxBodyBytes caps API and webhook request bodies.
 const maxBodyBytes = 1 << 20
 
@@ -134,6 +142,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if cfg.StoreDSN == "" {
+		cfg.StoreDSN = LocalDSN
+		logger.Info("no --store.dsn: using the local PostgreSQL", "dsn", LocalDSN)
+	}
 	if a.store, err = store.Open(startCtx, cfg.StoreDSN); err != nil {
 		return nil, err
 	}

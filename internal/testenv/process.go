@@ -41,7 +41,9 @@ func FreeAddr(tb testing.TB) string {
 
 // Process is a program a test started.
 type Process struct {
-	cmd    *exec.Cmd
+	cmd *exec.Cmd
+	// group: signals go to the process group (the program and its children).
+	group  bool
 	mu     sync.Mutex
 	output bytes.Buffer
 	done   chan struct{}
@@ -63,8 +65,13 @@ func (p *Process) Output() string {
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Signal sends sig to the process.
-func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+// Signal sends sig to the process (and its children, for StartGroup).
+func (p *Process) Signal(sig os.Signal) error {
+	if p.group {
+		return syscall.Kill(-p.cmd.Process.Pid, sig.(syscall.Signal))
+	}
+	return p.cmd.Process.Signal(sig)
+}
 
 // Stop sends SIGTERM and waits up to 10s, then kills. It is safe to call
 // more than once.
@@ -74,11 +81,11 @@ func (p *Process) Stop() {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
+		_ = p.Signal(syscall.SIGKILL)
 		<-p.done
 	}
 }
@@ -87,7 +94,22 @@ func (p *Process) Stop() {
 // test fails.
 func Start(tb testing.TB, env []string, name string, args ...string) *Process {
 	tb.Helper()
-	p := &Process{cmd: exec.Command(name, args...), done: make(chan struct{})}
+	return start(tb, false, env, name, args...)
+}
+
+// StartGroup is Start for a program that starts others (a script, make):
+// it runs in a process group of its own, and Stop stops the whole group.
+func StartGroup(tb testing.TB, env []string, name string, args ...string) *Process {
+	tb.Helper()
+	return start(tb, true, env, name, args...)
+}
+
+func start(tb testing.TB, group bool, env []string, name string, args ...string) *Process {
+	tb.Helper()
+	p := &Process{cmd: exec.Command(name, args...), group: group, done: make(chan struct{})}
+	if group {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.Env = env
 	if err := p.cmd.Start(); err != nil {

@@ -13,7 +13,7 @@ build:
 # tools), then vets and runs every test. Packages run one at a time: they
 # share the Docker engine.
 test: test-deps vet
-	$(GO) test -p 1 -count=1 ./...
+	$(GO) test -p 1 -count=1 -timeout 30m ./...
 
 test-deps:
 	bash scripts/test-deps.sh

@@ -9,6 +9,7 @@ command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(pro
 command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${need[*]}: install them or run as root" >&2

@@ -24,7 +24,7 @@ import (
 // package: it stops the services the tests share, and leaves them running.)
 func TestFirstCommandOnAStoppedMachine(t *testing.T) {
 	if os.Getenv("STALE_EXPORTER_TEST_DSN") != "" || os.Getenv("DOCKER_HOST") != "" {
-		t.Skip("runs only against this machine's own PostgreSQL and dockerd")
+		testenv.Unavailable(t, "this machine's own PostgreSQL and dockerd (STALE_EXPORTER_TEST_DSN or DOCKER_HOST points elsewhere)")
 	}
 	docker := testenv.Docker(t)
 	testenv.Binary(t, "pg_ctlcluster")

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
-	"github.com/jackc/pgx/v5"
 )
 
 // The platform's tables as the platform may really have them: ids kept as

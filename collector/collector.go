@@ -4,8 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 const namespace = "stale_exporter"

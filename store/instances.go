@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // ErrNotFound is returned when an instance does not exist.

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // Job states and results, the values SQL uses too (migrations/0002's default

@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
-	"github.com/moby/moby/client"
 )
 
 var binary string

@@ -182,8 +182,8 @@ func writeError(w http.ResponseWriter, status int, msg string, data any) {
 	_ = json.NewEncoder(w).Encode(envelope{Success: false, Data: data, Error: msg})
 }
 
-// staleContainer is one row of GET /api/containers/stale.
-type staleContainer struct {
+// StaleContainer is one row of GET /api/containers/stale (clients read it too).
+type StaleContainer struct {
 	InstanceID         string  `json:"instance_id"`
 	ContainerID        string  `json:"container_id"`
 	ProjectName        string  `json:"project_name"`
@@ -202,13 +202,13 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no recent successful scan: %v", res.Err), nil)
 		return
 	}
-	out := []staleContainer{}
+	out := []StaleContainer{}
 	for _, o := range res.Snapshot.Observations {
 		if !o.Verdict.Stale {
 			continue
 		}
 		days := res.Snapshot.ScannedAt.Sub(o.Verdict.LastAlive).Hours() / 24
-		out = append(out, staleContainer{
+		out = append(out, StaleContainer{
 			InstanceID:         o.Instance.ID,
 			ContainerID:        o.Instance.ContainerID,
 			ProjectName:        o.Instance.ProjectName,
@@ -223,8 +223,8 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	writeJSON(w, http.StatusOK, out)
 }
 
-// jobView is a cleanup job as the API shows it.
-type jobView struct {
+// JobView is a cleanup job as the API shows it (clients read it too).
+type JobView struct {
 	JobID       int64  `json:"job_id,omitempty"`
 	InstanceID  string `json:"instance_id"`
 	ContainerID string `json:"container_id"`
@@ -239,8 +239,8 @@ type jobView struct {
 	FinishedAt  string `json:"finished_at,omitempty"`
 }
 
-func viewJob(j store.Job) jobView {
-	v := jobView{
+func viewJob(j store.Job) JobView {
+	v := JobView{
 		JobID: j.ID, InstanceID: j.InstanceID, ContainerID: j.ContainerID, Trigger: j.Trigger,
 		RequestedBy: j.RequestedBy, DryRun: j.ID == 0, State: j.State, Result: j.Result, Reason: j.Reason,
 		Attempts: j.Attempts, CreatedAt: j.CreatedAt.UTC().Format(time.RFC3339Nano),
@@ -251,8 +251,8 @@ func viewJob(j store.Job) jobView {
 	return v
 }
 
-func viewJobs(jobs []store.Job) []jobView {
-	out := make([]jobView, len(jobs))
+func viewJobs(jobs []store.Job) []JobView {
+	out := make([]JobView, len(jobs))
 	for i, j := range jobs {
 		out[i] = viewJob(j)
 	}
@@ -345,10 +345,11 @@ func ParseBulkRequest(body []byte, maxPerRequest int) (BulkRequest, error) {
 	return req, nil
 }
 
-type bulkResponse struct {
+// BulkResponse is the answer of a bulk cleanup.
+type BulkResponse struct {
 	Stale     int       `json:"stale"`
 	Requested int       `json:"requested"`
-	Results   []jobView `json:"results"`
+	Results   []JobView `json:"results"`
 }
 
 func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
@@ -382,7 +383,7 @@ func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.
 		writeError(w, http.StatusServiceUnavailable, "could not read the cleanup jobs: store unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, bulkResponse{Stale: staleCount, Requested: len(jobs), Results: viewJobs(jobs)})
+	writeJSON(w, http.StatusOK, BulkResponse{Stale: staleCount, Requested: len(jobs), Results: viewJobs(jobs)})
 }
 
 func (a *API) listCleanups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {

@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/alertmanager/template"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
 )
 
 // WebhookMessage is an Alertmanager webhook payload: the template data and
@@ -76,7 +77,7 @@ type alertView struct {
 	InstanceID  string   `json:"instance_id,omitempty"`
 	Result      string   `json:"result"`
 	Detail      string   `json:"detail,omitempty"`
-	Job         *jobView `json:"job,omitempty"`
+	Job         *JobView `json:"job,omitempty"`
 }
 
 func viewAlert(o cleanup.AlertOutcome) alertView {

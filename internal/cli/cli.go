@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/docker-watcher/stale-exporter/internal/api"
 )
 
 // TokenEnv names the environment variable that may hold the API token.
@@ -96,21 +98,9 @@ func (c *Client) call(ctx context.Context, method, path string, body any, out an
 	return res.StatusCode, nil
 }
 
-// StaleInstance is one row of the stale list.
-type StaleInstance struct {
-	InstanceID         string  `json:"instance_id"`
-	ContainerID        string  `json:"container_id"`
-	ProjectName        string  `json:"project_name"`
-	StageName          string  `json:"stage_name"`
-	ImageTag           string  `json:"image_tag"`
-	DockerState        string  `json:"docker_state"`
-	LastAlive          string  `json:"last_alive"`
-	DaysSinceLastAlive float64 `json:"days_since_last_alive"`
-}
-
 // List prints the stale instances as a table.
 func (c *Client) List(ctx context.Context, w io.Writer) error {
-	var rows []StaleInstance
+	var rows []api.StaleContainer
 	if _, err := c.call(ctx, http.MethodGet, "/api/containers/stale", nil, &rows); err != nil {
 		return err
 	}
@@ -123,16 +113,7 @@ func (c *Client) List(ctx context.Context, w io.Writer) error {
 	return tw.Flush()
 }
 
-// Job is a cleanup job as the API answers it.
-type Job struct {
-	JobID      int64  `json:"job_id"`
-	InstanceID string `json:"instance_id"`
-	State      string `json:"state"`
-	Result     string `json:"result"`
-	Reason     string `json:"reason"`
-}
-
-func printJob(w io.Writer, j Job) {
+func printJob(w io.Writer, j api.JobView) {
 	outcome := j.Result
 	if outcome == "" {
 		outcome = j.State + " (still in progress; see GET /api/cleanups)"
@@ -152,7 +133,7 @@ func (c *Client) Cleanup(ctx context.Context, w io.Writer, ids []string, dryRun 
 		if dryRun {
 			path += "?dry_run=true"
 		}
-		var job Job
+		var job api.JobView
 		status, err := c.call(ctx, http.MethodPost, path, nil, &job, http.StatusConflict)
 		if err != nil {
 			refused++
@@ -173,10 +154,7 @@ func (c *Client) Cleanup(ctx context.Context, w io.Writer, ids []string, dryRun 
 // CleanupAll asks for the cleanup of every stale instance and prints each
 // result.
 func (c *Client) CleanupAll(ctx context.Context, w io.Writer, dryRun bool) error {
-	var res struct {
-		Stale   int   `json:"stale"`
-		Results []Job `json:"results"`
-	}
+	var res api.BulkResponse
 	if _, err := c.call(ctx, http.MethodPost, "/api/containers/stale/cleanup", map[string]bool{"dry_run": dryRun}, &res); err != nil {
 		return err
 	}

@@ -39,9 +39,10 @@ func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, e Event) error {
 		cols = append(cols, col)
 		vals = append(vals, strings.ReplaceAll(val, "$n", fmt.Sprintf("$%d", len(args))))
 	}
-	for col, id := range map[string]string{"project_id": e.ProjectID, "instance_id": e.InstanceID} {
-		if t, ok := s.shape.EventColumns[col]; ok {
-			add(col, "nullif($n::text, '')::"+castType(t), id)
+	// A fixed order keeps one statement text per shape.
+	for _, c := range []struct{ col, id string }{{"project_id", e.ProjectID}, {"instance_id", e.InstanceID}} {
+		if t, ok := s.shape.EventColumns[c.col]; ok {
+			add(c.col, "nullif($n::text, '')::"+castType(t), c.id)
 		}
 	}
 	if t, ok := s.shape.EventColumns["details"]; ok && e.Details != nil {

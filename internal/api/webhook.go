@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,11 +29,8 @@ func ParseWebhook(body []byte) (WebhookMessage, error) {
 	if err := decodeStrict(body, &msg, true); err != nil {
 		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: %w", err)
-	}
-	if _, ok := fields["alerts"]; !ok {
+	// null is refused, so a nil list means the field is absent ([] is not nil).
+	if msg.Alerts == nil {
 		return WebhookMessage{}, errors.New("malformed webhook payload: no alerts field")
 	}
 	return msg, nil

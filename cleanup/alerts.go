@@ -28,10 +28,13 @@ const (
 	AlertResolved         = "resolved"
 	AlertIgnored          = "ignored"
 	AlertInvalid          = "invalid"
+	// AlertError: the store failed; the webhook answers 503 and
+	// Alertmanager retries.
+	AlertError = "error"
 )
 
 // AlertResults are every outcome of an alert.
-var AlertResults = []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid}
+var AlertResults = []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid, AlertError}
 
 // AlertOutcome is what became of one alert.
 type AlertOutcome struct {
@@ -55,14 +58,14 @@ func (s *Service) HandleAlert(ctx context.Context, alert template.Alert, request
 	if o.Fingerprint == "" {
 		o.Fingerprint = labelSet(alert.Labels).Fingerprint().String()
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
-	defer cancel()
+	ctx, done := s.storeDeadline(ctx)
+	defer done()
 	result, err := s.actOnAlert(ctx, alert, requestedBy, &o)
 	if store.IsInvalidData(err) {
 		result, o.Detail, err = AlertInvalid, "the store refused the alert's data: "+err.Error(), nil
 	}
 	if err != nil {
-		return o, err
+		return o, s.explain(ctx, "record the alert", err)
 	}
 	o.Result = result
 	return o, nil
@@ -78,8 +81,8 @@ func (s *Service) actOnAlert(ctx context.Context, alert template.Alert, requeste
 	case alert.Labels[model.AlertNameLabel] != StaleAlertName:
 		o.Detail = fmt.Sprintf("alert %q is not %s", alert.Labels[model.AlertNameLabel], StaleAlertName)
 		return AlertIgnored, nil
-	case !stale.IsUUID(o.InstanceID):
-		o.Detail = "label " + stale.KeyInstanceID + " is missing or not a UUID"
+	case stale.ValidID(o.InstanceID) != nil:
+		o.Detail = "label " + stale.KeyInstanceID + ": " + stale.ValidID(o.InstanceID).Error()
 		return AlertInvalid, nil
 	case alert.StartsAt.IsZero():
 		o.Detail = "startsAt is missing"
@@ -118,7 +121,7 @@ func (s *Service) actOnAlert(ctx context.Context, alert template.Alert, requeste
 		dry := s.dryRun(ctx, req)
 		o.Job = &dry
 		return AlertCleanupRequested, nil
-	case job.ID == 0:
+	case job.ID == 0: // nothing enqueued
 		o.Detail = "instance no longer exists; nothing to clean"
 		return AlertRecorded, nil
 	}

@@ -246,17 +246,11 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 	id, cid := e.staleInstance("shop")
 	keptID, keptCID := e.staleInstance("shop")
 	ctx := context.Background()
-	for _, instance := range []string{id, keptID} {
-		if _, err := e.svc.Request(ctx, instance, cleanup.TriggerSingle, "test", false); err != nil {
+	for _, c := range []struct{ instance, container string }{{id, cid}, {keptID, keptCID}} {
+		if _, err := e.svc.Request(ctx, c.instance, cleanup.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
-		job, ok, err := e.db.Store.ClaimJob(ctx, lease, testHost, true)
-		if err != nil || !ok {
-			t.Fatalf("claim: %v %v", ok, err)
-		}
-		if err := e.db.Store.MarkRemoving(ctx, job, stale.StatusStopped); err != nil {
-			t.Fatal(err)
-		}
+		e.markAsAWorkerWould(lease, c.container)
 	}
 	if e.instanceStatus(id) != stale.StatusRemoving {
 		t.Fatal("instance not marked removing")
@@ -500,16 +494,17 @@ func TestBadInput(t *testing.T) {
 		want        int
 		errorHas    string
 	}{
-		{"malformed id", http.MethodPost, "/api/containers/stale/not-a-uuid/cleanup", auth.RoleOperator, "", "", 400, "not a UUID"},
+		{"malformed id", http.MethodPost, "/api/containers/stale/not%20an%20id/cleanup", auth.RoleOperator, "", "", 400, "holds a space"},
+		{"id too long", http.MethodPost, "/api/containers/stale/" + strings.Repeat("x", 129) + "/cleanup", auth.RoleOperator, "", "", 400, "at most 128"},
 		{"unknown id", http.MethodPost, "/api/containers/stale/6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b/cleanup", auth.RoleOperator, "", "", 404, "no instance"},
 		{"bad dry_run", http.MethodPost, "/api/containers/stale/" + id + "/cleanup?dry_run=maybe", auth.RoleOperator, "", "", 400, "dry_run"},
-		{"bulk wrong content type", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "text/plain", `{}`, 400, "content type"},
+		{"bulk wrong content type", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "text/plain", `{}`, 400, "Content-Type"},
 		{"bulk malformed JSON", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":`, 400, "malformed"},
 		{"bulk unknown field", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"dryrun":true}`, 400, "unknown field"},
 		{"bulk negative max", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":-1}`, 400, "negative"},
 		{"bulk over cap", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":100000}`, 400, "cap"},
 		{"bulk too large", http.MethodPost, "/api/containers/stale/cleanup", auth.RoleAdmin, "application/json", `{"max":1,"x":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger"},
-		{"webhook wrong content type", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "text/plain", `{"alerts":[]}`, 400, "content type"},
+		{"webhook wrong content type", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "text/plain", `{"alerts":[]}`, 400, "Content-Type"},
 		{"webhook malformed JSON", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"alerts":[`, 400, "malformed"},
 		{"webhook alerts not a list", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"alerts":"x"}`, 400, "malformed"},
 		{"webhook no alerts field", http.MethodPost, "/api/alertmanager/webhook", auth.RoleAlertmanager, "application/json", `{"status":"firing"}`, 400, "no alerts"},
@@ -549,7 +544,7 @@ func TestWebhookJudgesEachAlert(t *testing.T) {
 	resolved.Status, resolved.Fingerprint = "resolved", "fp-old"
 	other := staleAlert(warnID, warnCID, true, time.Now())
 	other.Labels["alertname"], other.Fingerprint = "SomethingElse", "fp-other"
-	bad := staleAlert("nope", "", true, time.Now())
+	bad := staleAlert("no pe", "", true, time.Now())
 	bad.Fingerprint = "fp-bad"
 
 	payload := webhookPayload(staleAlert(cleanID, cleanCID, true, time.Now()), staleAlert(warnID, warnCID, false, time.Now()), resolved, other, bad)

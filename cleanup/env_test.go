@@ -109,7 +109,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		db = storetest.New(t)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Threshold: limit, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second, Now: opts.now,
 	}, logger)
 	var st cleanup.Store = db.Store
@@ -124,10 +124,10 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if storeTimeout == 0 {
 		storeTimeout = 5 * time.Second
 	}
-	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{DockerHost: testHost, ClaimUnowned: true,
+	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Workers: 4, Threshold: limit, DockerTimeout: 10 * time.Second, Lease: opts.lease,
 		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond, Now: opts.now,
-		StoreTimeout: storeTimeout,
+		StoreTimeout: storeTimeout, RetryBackoff: 100 * time.Millisecond,
 	}, reg, logger)
 
 	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[auth.Role]string{}}
@@ -155,7 +155,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		}
 	}
 	router := httprouter.New()
-	api.New(svc, scanner, api.Config{
+	api.New(svc, scanner, db.Store, api.Config{
 		Tokens: tokens, Wait: 20 * time.Second, MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
 	}, reg, logger).Register(router)
 	router.NotFound = api.NotFound(http.NotFoundHandler())
@@ -213,6 +213,30 @@ func (e *env) runningInstances(n int) {
 	for range n {
 		e.runningInstance("web")
 	}
+}
+
+// markAsAWorkerWould claims the next job and marks its instance removing,
+// pinned to its container as the check judged it (its creation is its
+// latest sign of life), as a worker interrupted right after the mark leaves it.
+func (e *env) markAsAWorkerWould(lease time.Duration, containerID string) store.Job {
+	e.t.Helper()
+	ctx := context.Background()
+	job, ok, err := e.db.Store.ClaimJob(ctx, lease, testHost, stale.UnownedOn)
+	if err != nil || !ok {
+		e.t.Fatalf("claim: %v %v", ok, err)
+	}
+	res, err := e.docker.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	created, err := time.Parse(time.RFC3339Nano, res.Container.Created)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.Store.MarkRemoving(ctx, job, stale.StatusStopped, res.Container.ID, created); err != nil {
+		e.t.Fatal(err)
+	}
+	return job
 }
 
 func (e *env) containerExists(id string) bool {
@@ -277,6 +301,7 @@ type response struct {
 	Success bool            `json:"success"`
 	Data    json.RawMessage `json:"data"`
 	Error   string          `json:"error"`
+	Code    string          `json:"code"`
 }
 
 // do sends a request with the token of role ("" for none) and decodes the

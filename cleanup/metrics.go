@@ -8,7 +8,13 @@ import (
 
 type metrics struct {
 	cleanups *prometheus.CounterVec
-	inFlight prometheus.Gauge
+	// refusals counts the jobs and dry runs that did not remove, by code.
+	refusals *prometheus.CounterVec
+	// sharedLabels counts checks that found two containers carrying one
+	// instance's label.
+	sharedLabels prometheus.Counter
+	pruned       *prometheus.CounterVec
+	inFlight     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -17,6 +23,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stale_exporter_cleanups_total",
 			Help: "Cleanup jobs finished by this process, by trigger and result.",
 		}, []string{"trigger", "result"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stale_exporter_cleanup_refusals_total",
+			Help: "Cleanups (dry runs included) this process refused, by the code of the reason.",
+		}, []string{"code"}),
+		sharedLabels: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stale_exporter_cleanup_shared_labels_total",
+			Help: "Cleanup checks that found another container carrying the instance's label.",
+		}),
+		pruned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stale_exporter_pruned_records_total",
+			Help: "Records of this service's own tables deleted by retention, by table.",
+		}, []string{"table"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stale_exporter_cleanup_jobs_in_flight",
 			Help: "Cleanup jobs this process is carrying out now.",
@@ -28,6 +46,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.cleanups.WithLabelValues(trigger, result)
 		}
 	}
-	reg.MustRegister(m.cleanups, m.inFlight)
+	for _, code := range Codes {
+		m.refusals.WithLabelValues(string(code))
+	}
+	for _, table := range []string{"cleanup_jobs", "alert_occurrences", "stale_exporter_events"} {
+		m.pruned.WithLabelValues(table)
+	}
+	reg.MustRegister(m.cleanups, m.refusals, m.sharedLabels, m.pruned, m.inFlight)
 	return m
 }

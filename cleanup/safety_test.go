@@ -98,7 +98,7 @@ type failingFinish struct {
 	failed atomic.Bool
 }
 
-func (f *failingFinish) FinishRemoved(ctx context.Context, job store.Job, event store.Event) error {
+func (f *failingFinish) FinishRemoved(ctx context.Context, job store.Job, event func(bool) store.Event) error {
 	if f.failed.CompareAndSwap(false, true) {
 		return errors.New("connection refused (injected)")
 	}
@@ -281,8 +281,10 @@ func TestHangingStoreAnswers503(t *testing.T) {
 				ct = "application/json"
 			}
 			r := e.do(c.method, c.path, c.role, ct, []byte(c.body))
-			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.Error, "store unavailable") {
-				t.Fatalf("%d %q, want 503 store unavailable", r.status, r.Error)
+			// It says what did not answer: the store, within its timeout.
+			if r.status != http.StatusServiceUnavailable || !(strings.Contains(r.Error, "store unavailable") ||
+				r.Code == "timeout" && strings.Contains(r.Error, "no answer within --store.timeout (300ms")) {
+				t.Fatalf("%d %s %q, want 503 naming the store and its timeout", r.status, r.Code, r.Error)
 			}
 			t.Logf("answered in %s", time.Since(start).Round(time.Millisecond))
 		})

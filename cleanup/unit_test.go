@@ -46,8 +46,11 @@ func (m *memStore) Instance(_ context.Context, id string) (stale.Instance, error
 
 func (m *memStore) ThresholdDays(context.Context) (int64, error) { return m.days, nil }
 
+func (m *memStore) OtherEngines(context.Context, string) (int, error) { return 0, nil }
+
 func (m *memStore) enqueueLocked(req store.JobRequest) (store.Job, bool, error) {
-	if _, ok := m.instances[req.InstanceID]; !ok {
+	in, ok := m.instances[req.InstanceID]
+	if !ok {
 		return store.Job{}, false, store.ErrNotFound
 	}
 	for _, j := range m.jobs {
@@ -56,7 +59,7 @@ func (m *memStore) enqueueLocked(req store.JobRequest) (store.Job, bool, error) 
 		}
 	}
 	j := store.Job{ID: int64(len(m.jobs) + 1), InstanceID: req.InstanceID, ContainerID: req.ContainerID, Trigger: req.Trigger,
-		RequestedBy: req.RequestedBy, State: store.JobPending, CreatedAt: time.Now()}
+		RequestedBy: req.RequestedBy, State: store.JobPending, CreatedAt: time.Now(), DockerHost: in.DockerHost}
 	m.jobs = append(m.jobs, j)
 	return j, true, nil
 }
@@ -67,7 +70,7 @@ func (m *memStore) EnqueueJob(_ context.Context, req store.JobRequest) (store.Jo
 	return m.enqueueLocked(req)
 }
 
-func (m *memStore) ClaimJob(context.Context, time.Duration, string, bool) (store.Job, bool, error) {
+func (m *memStore) ClaimJob(context.Context, time.Duration, string, stale.UnownedMode) (store.Job, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, j := range m.jobs {
@@ -79,7 +82,7 @@ func (m *memStore) ClaimJob(context.Context, time.Duration, string, bool) (store
 	return store.Job{}, false, nil
 }
 
-func (m *memStore) MarkRemoving(_ context.Context, job store.Job, checkedStatus string) error {
+func (m *memStore) MarkRemoving(_ context.Context, job store.Job, checkedStatus, target string, judged time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	in := m.instances[job.InstanceID]
@@ -88,29 +91,46 @@ func (m *memStore) MarkRemoving(_ context.Context, job store.Job, checkedStatus 
 	}
 	in.Status = stale.StatusRemoving
 	m.instances[job.InstanceID] = in
-	m.jobs[job.ID-1].PreviousStatus = checkedStatus
+	j := &m.jobs[job.ID-1]
+	j.PreviousStatus, j.TargetContainerID, j.JudgedLastAlive = checkedStatus, target, judged
 	return nil
 }
 
-func (m *memStore) FinishRemoved(_ context.Context, job store.Job, e store.Event) error {
+func (m *memStore) FinishRemoved(_ context.Context, job store.Job, event func(bool) store.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.jobs[job.ID-1].State, m.jobs[job.ID-1].Result = store.JobDone, store.ResultRemoved
-	delete(m.instances, job.InstanceID)
-	m.events = append(m.events, e)
+	in, ok := m.instances[job.InstanceID]
+	kept := ok && (in.Status != stale.StatusRemoving || in.ContainerID != job.ContainerID)
+	if kept && in.Status == stale.StatusRemoving {
+		in.Status = job.PreviousStatus
+		m.instances[job.InstanceID] = in
+	}
+	if ok && !kept {
+		delete(m.instances, job.InstanceID)
+	}
+	m.events = append(m.events, event(kept))
 	return nil
 }
 
-func (m *memStore) FinishJob(_ context.Context, job store.Job, result, reason string, e store.Event) error {
+func (m *memStore) FinishJob(_ context.Context, job store.Job, result, code, reason string, e store.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := &m.jobs[job.ID-1]
-	j.State, j.Result, j.Reason = store.JobDone, result, reason
+	j.State, j.Result, j.Code, j.Reason = store.JobDone, result, code, reason
 	if in, ok := m.instances[job.InstanceID]; ok && in.Status == stale.StatusRemoving && j.PreviousStatus != "" {
 		in.Status = j.PreviousStatus
 		m.instances[job.InstanceID] = in
 	}
 	m.events = append(m.events, e)
+	return nil
+}
+
+func (m *memStore) RetryJob(_ context.Context, job store.Job, code, reason string, _ time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j := &m.jobs[job.ID-1]
+	j.State, j.Code, j.Reason = store.JobPending, code, reason
 	return nil
 }
 
@@ -160,6 +180,18 @@ func (m *memStore) RecordAlert(_ context.Context, occ store.AlertOccurrence, e s
 	return true, job, err
 }
 
+func (m *memStore) ExpirableJobs(context.Context, time.Time, int) ([]store.Job, error) {
+	return nil, nil
+}
+
+func (m *memStore) ExpireJob(context.Context, store.Job, string, string, string, store.Event) error {
+	return nil
+}
+
+func (m *memStore) Prune(context.Context, time.Time) (store.Pruned, error) {
+	return store.Pruned{}, nil
+}
+
 // scans is the latest scan as the guard and bulk see it.
 type scans struct {
 	snap      *stale.Snapshot
@@ -180,7 +212,7 @@ type unit struct {
 
 func newUnit(t *testing.T, snap scans) *unit {
 	u := &unit{st: newMemStore(), engine: &enginefake.Engine{}}
-	u.svc = cleanup.NewService(u.st, u.engine, snap, cleanup.Config{DockerHost: testHost, ClaimUnowned: true,
+	u.svc = cleanup.NewService(u.st, u.engine, snap, cleanup.Config{DockerHost: testHost, Unowned: stale.UnownedOn, RetryBackoff: time.Millisecond,
 		Workers: 2, DockerTimeout: time.Second, MaxStaleRatio: 0.5, PollInterval: 10 * time.Millisecond,
 		Now: func() time.Time { return now },
 	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -239,14 +271,26 @@ func TestDryRunJudgesWithAReason(t *testing.T) {
 	in := u.st.instances["removing"]
 	in.Status = stale.StatusRemoving
 	u.st.instances["removing"] = in
+	u.add("shared", "exited", long, nil)
+	u.engine.Add(enginefake.Container{ID: fmt.Sprintf("%064x", 999), State: "running", Labels: map[string]string{stale.LabelInstanceID: "shared"}})
+	u.add("nothing", "", long, nil)
+	in = u.st.instances["nothing"]
+	in.ContainerID = ""
+	u.st.instances["nothing"] = in
+	u.add("keep-yes", "exited", long, map[string]string{stale.LabelKeep: "yes"})
+	u.add("keep-TRUE", "exited", long, map[string]string{stale.LabelKeep: "TRUE"})
 	for id, want := range map[string]struct{ result, reasonHas string }{
-		"stale":    {cleanup.ResultWouldRemove, ""},
-		"missing":  {cleanup.ResultWouldRemove, ""},
-		"running":  {store.ResultSkipped, "running"},
-		"kept":     {store.ResultSkipped, stale.LabelKeep},
-		"recent":   {store.ResultSkipped, "not stale: last alive 1h0m0s ago, threshold 168h0m0s"},
-		"foreign":  {store.ResultSkipped, "does not carry"},
-		"removing": {store.ResultSkipped, "already being removed"},
+		"stale":     {cleanup.ResultWouldRemove, ""},
+		"missing":   {cleanup.ResultWouldRemove, ""},
+		"running":   {store.ResultSkipped, "running"},
+		"kept":      {store.ResultSkipped, stale.LabelKeep},
+		"recent":    {store.ResultSkipped, "not stale: last alive 1h0m0s ago, threshold 168h0m0s"},
+		"foreign":   {store.ResultSkipped, "does not carry"},
+		"shared":    {store.ResultSkipped, "another container carries"},
+		"nothing":   {store.ResultSkipped, "instance has no container"},
+		"keep-yes":  {store.ResultSkipped, "not a boolean"},
+		"keep-TRUE": {store.ResultSkipped, stale.LabelKeep},
+		"removing":  {store.ResultSkipped, "already being removed"},
 	} {
 		job, err := u.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", true)
 		if err != nil || job.Result != want.result || !strings.Contains(job.Reason, want.reasonHas) || job.ID != 0 {
@@ -346,7 +390,7 @@ func TestHandleAlertJudgesEachAlert(t *testing.T) {
 		{"resolved", alert("resolved", cleanup.StaleAlertName, nil, now), cleanup.AlertResolved},
 		{"unknown status", alert("pending", cleanup.StaleAlertName, nil, now), cleanup.AlertInvalid},
 		{"other alert", alert("firing", "Other", nil, now), cleanup.AlertIgnored},
-		{"no instance id", alert("firing", cleanup.StaleAlertName, template.KV{stale.KeyInstanceID: "x"}, now), cleanup.AlertInvalid},
+		{"no valid instance id", alert("firing", cleanup.StaleAlertName, template.KV{stale.KeyInstanceID: "not an id"}, now), cleanup.AlertInvalid},
 		{"no start", alert("firing", cleanup.StaleAlertName, nil, time.Time{}), cleanup.AlertInvalid},
 		{"warn only", alert("firing", cleanup.StaleAlertName, nil, now), cleanup.AlertRecorded},
 		{"repeat", alert("firing", cleanup.StaleAlertName, nil, now), cleanup.AlertDuplicate},

@@ -59,7 +59,7 @@ func BenchmarkScan(b *testing.B) {
 			floor = b.Elapsed() / time.Duration(b.N)
 		})
 		b.Run(fmt.Sprintf("scan/instances=%d", instances), func(b *testing.B) {
-			scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+			scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 				Threshold: time.Hour, MaxSnapshotAge: time.Minute, DockerTimeout: 30 * time.Second,
 			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			warm(b, scanner)
@@ -73,7 +73,7 @@ func BenchmarkScan(b *testing.B) {
 			if floor > 0 {
 				b.ReportMetric(float64(perScan)/float64(floor), "x-floor")
 			}
-			series, err := testutil.GatherAndCount(registry(collector.New(scanner, time.Minute, testHost)))
+			series, err := testutil.GatherAndCount(registry(collector.New(scanner.Result(context.Background()), testHost)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,7 +1,7 @@
 package collector
 
 import (
-	"context"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,58 +35,68 @@ var (
 		"1 if the store answered the latest scan.", hostLabel, nil)
 	thresholdDesc = prometheus.NewDesc(namespace+"_threshold_seconds",
 		"Time a container must have been down before its instance is stale.", hostLabel, nil)
+	unownedDesc = prometheus.NewDesc(namespace+"_unowned_instances",
+		"Instances no Docker engine owns yet (instances.docker_host NULL), as this exporter's last good scan read them.", hostLabel, nil)
+	judgesUnownedDesc = prometheus.NewDesc(namespace+"_judges_unowned",
+		"1 if this exporter judges and cleans the instances no engine owns (--docker.claim-unowned and the engines registered).", hostLabel, nil)
+	engineSeenDesc = prometheus.NewDesc(namespace+"_engine_last_seen_timestamp_seconds",
+		"Unix time of the latest heartbeat of each Docker engine registered with the store.", []string{stale.KeyDockerHost, "engine"}, nil)
 )
 
-// Results gives the outcome of the latest scan; a *Scanner does, reusing a
-// recent scan or sharing one in progress.
-type Results interface {
-	Result(ctx context.Context) Result
-}
-
-// Collector exports the scan result: one series of each gauge per instance
-// of the snapshot, and the scan's own health.
+// Collector exports one scan result, kube-state-metrics style: the result
+// in, const metrics out, no I/O. One series of each gauge per instance of
+// the snapshot, and the scan's own health.
 type Collector struct {
-	results    Results
-	timeout    time.Duration
+	result     Result
 	dockerHost string
 }
 
-// New returns a Collector of the scans of dockerHost's engine that waits at
-// most timeout for a scan.
-func New(results Results, timeout time.Duration, dockerHost string) *Collector {
-	return &Collector{results: results, timeout: timeout, dockerHost: dockerHost}
+// New returns the Collector of a scan result of dockerHost's engine.
+func New(result Result, dockerHost string) *Collector {
+	return &Collector{result: result, dockerHost: dockerHost}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lastAliveDesc, staleDesc, scanSuccessDesc, scanDurationDesc,
-		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc} {
+		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc, unownedDesc, judgesUnownedDesc, engineSeenDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	r := c.results.Result(ctx)
-
-	ch <- prometheus.MustNewConstMetric(scanSuccessDesc, prometheus.GaugeValue, boolValue(r.Success), c.dockerHost)
-	ch <- prometheus.MustNewConstMetric(scanDurationDesc, prometheus.GaugeValue, r.Duration.Seconds(), c.dockerHost)
-	ch <- prometheus.MustNewConstMetric(dockerUpDesc, prometheus.GaugeValue, boolValue(r.DockerUp), c.dockerHost)
-	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, boolValue(r.StoreUp), c.dockerHost)
-	if !r.LastSuccess.IsZero() {
-		ch <- prometheus.MustNewConstMetric(lastScanDesc, prometheus.GaugeValue, unixSeconds(r.LastSuccess), c.dockerHost)
+	r, host := c.result, c.dockerHost
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	if r.Snapshot == nil {
+	gauge(scanSuccessDesc, boolValue(r.Success), host)
+	gauge(scanDurationDesc, r.Duration.Seconds(), host)
+	gauge(dockerUpDesc, boolValue(r.DockerUp), host)
+	gauge(storeUpDesc, boolValue(r.StoreUp), host)
+	if !r.LastSuccess.IsZero() {
+		gauge(lastScanDesc, unixSeconds(r.LastSuccess), host)
+	}
+	snap := r.Snapshot
+	if snap == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(thresholdDesc, prometheus.GaugeValue, r.Snapshot.Threshold.Seconds(), c.dockerHost)
-	for _, o := range r.Snapshot.Observations {
+	gauge(thresholdDesc, snap.Threshold.Seconds(), host)
+	gauge(unownedDesc, float64(snap.UnownedCount()), host)
+	gauge(judgesUnownedDesc, boolValue(snap.Scope.Unowned), host)
+	names := make([]string, 0, len(snap.Engines))
+	for name := range snap.Engines {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		gauge(engineSeenDesc, unixSeconds(snap.Engines[name]), host, name)
+	}
+	for _, o := range snap.Observations {
 		in := o.Instance
 		labels := []string{in.ID, in.ProjectName, in.StageName, in.ImageTag, in.ContainerID, in.DockerHost}
-		ch <- prometheus.MustNewConstMetric(lastAliveDesc, prometheus.GaugeValue, unixSeconds(o.Verdict.LastAlive), labels...)
-		ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, boolValue(o.Verdict.Stale), labels...)
+		gauge(lastAliveDesc, unixSeconds(o.Verdict.LastAlive), labels...)
+		gauge(staleDesc, boolValue(o.Verdict.Stale), labels...)
 	}
 }
 

@@ -52,7 +52,7 @@ func (d *countingDocker) ContainerInspect(ctx context.Context, id string, o clie
 }
 
 func newScanner(docker collector.Docker, st collector.Store, adopt bool) *collector.Scanner {
-	return collector.NewScanner(docker, st, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+	return collector.NewScanner(docker, st, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Threshold:      threshold,
 		CacheTTL:       0,
 		MaxSnapshotAge: time.Minute,
@@ -170,7 +170,7 @@ func TestMetricsExposition(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(staleID)})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", staleID, cid)
 
-	c := collector.New(newScanner(docker, db.Store, false), 10*time.Second, testHost)
+	c := collector.New(newScanner(docker, db.Store, false).Result(context.Background()), testHost)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 
@@ -272,7 +272,7 @@ func TestDockerUnreachable(t *testing.T) {
 		t.Fatalf("Docker down: want the last good snapshot with nothing stale, got %+v", r.Snapshot)
 	}
 
-	c := collector.New(scanner, 10*time.Second, testHost)
+	c := collector.New(scanner.Result(context.Background()), testHost)
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP instance_stale 1 if the instance's container is stale (not running for longer than the threshold), else 0.
 # TYPE instance_stale gauge
@@ -312,7 +312,7 @@ func TestConcurrentScrapesShareOneScan(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
 	counting := &countingDocker{Docker: docker}
-	scanner := collector.NewScanner(counting, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+	scanner := collector.NewScanner(counting, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Threshold: threshold, CacheTTL: time.Minute, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var wg sync.WaitGroup

@@ -24,16 +24,27 @@ type HandlerOpts struct {
 	Timeout time.Duration
 }
 
-// Handler serves /metrics. The exposition is rendered once per scan, plain
+// Results gives the outcome of the latest scan; a *Scanner does, reusing a
+// recent scan or sharing one in progress.
+type Results interface {
+	Result(ctx context.Context) Result
+}
+
+// Handler serves /metrics. A scrape asks for one scan result and renders
+// that result (through a Collector of it) with the rest of the registry: the
+// gauges and the scan's self-metrics come from the same scan, and a scrape
+// never starts a second one. The exposition is rendered once per scan, plain
 // and gzipped, and every scrape of that scan is sent the same bytes: memory
-// does not grow with the number of scrapers. Between scans (at most the
-// cache TTL) the exporter's own metrics are those of the render.
+// does not grow with the number of scrapers. The trade-off: between scans (at
+// most the cache TTL) the process and cleanup metrics are those of the
+// render, not of the scrape.
 type Handler struct {
-	results  Results
-	gatherer prometheus.Gatherer
-	opts     HandlerOpts
-	logger   *slog.Logger
-	inflight chan struct{}
+	results    Results
+	gatherer   prometheus.Gatherer
+	dockerHost string
+	opts       HandlerOpts
+	logger     *slog.Logger
+	inflight   chan struct{}
 
 	mu       sync.Mutex
 	rendered *exposition
@@ -45,10 +56,10 @@ type exposition struct {
 	text, gzip []byte
 }
 
-// NewHandler returns the /metrics handler over the scans and the registry
-// that holds their Collector.
-func NewHandler(results Results, gatherer prometheus.Gatherer, opts HandlerOpts, logger *slog.Logger) *Handler {
-	h := &Handler{results: results, gatherer: gatherer, opts: opts, logger: logger}
+// NewHandler returns the /metrics handler over the scans of dockerHost's
+// engine and the registry of the exporter's other metrics.
+func NewHandler(results Results, gatherer prometheus.Gatherer, dockerHost string, opts HandlerOpts, logger *slog.Logger) *Handler {
+	h := &Handler{results: results, gatherer: gatherer, dockerHost: dockerHost, opts: opts, logger: logger}
 	if opts.MaxRequests > 0 {
 		h.inflight = make(chan struct{}, opts.MaxRequests)
 	}
@@ -71,7 +82,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
-	exp := h.exposition(h.results.Result(ctx).Seq)
+	exp := h.exposition(h.results.Result(ctx))
 
 	w.Header().Set("Content-Type", string(textFormat))
 	w.Header().Add("Vary", "Accept-Encoding")
@@ -86,15 +97,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// exposition returns the rendering of scan seq, rendering it if it is the
-// first scrape of that scan; concurrent first scrapes wait for one render.
-func (h *Handler) exposition(seq uint64) *exposition {
+// exposition returns the rendering of a scan result, rendering it if it is
+// the first scrape of that scan; concurrent first scrapes wait for one render.
+func (h *Handler) exposition(r Result) *exposition {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.rendered != nil && h.rendered.seq == seq {
+	if h.rendered != nil && h.rendered.seq == r.Seq {
 		return h.rendered
 	}
-	families, err := h.gatherer.Gather()
+	scan := prometheus.NewRegistry()
+	scan.MustRegister(New(r, h.dockerHost))
+	families, err := prometheus.Gatherers{h.gatherer, scan}.Gather()
 	if err != nil {
 		// As promhttp's ContinueOnError: serve what could be gathered.
 		h.logger.Error("gather metrics", "err", err)
@@ -109,7 +122,7 @@ func (h *Handler) exposition(seq uint64) *exposition {
 	zw := gzip.NewWriter(&zipped)
 	_, _ = zw.Write(text.Bytes()) // writes to a bytes.Buffer do not fail
 	_ = zw.Close()
-	h.rendered = &exposition{seq: seq, text: text.Bytes(), gzip: zipped.Bytes()}
+	h.rendered = &exposition{seq: r.Seq, text: text.Bytes(), gzip: zipped.Bytes()}
 	return h.rendered
 }
 

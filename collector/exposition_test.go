@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/enginefake"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
 )
 
 // fixedResults answers a hand-made scan result; block holds every call
@@ -86,9 +88,7 @@ func scrape(t *testing.T, h http.Handler, gzipped bool) (int, string, *http.Resp
 // gets the same bytes, a new scan a new rendering.
 func TestHandlerRendersOncePerScan(t *testing.T) {
 	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.New(results, time.Second, testHost))
-	h := collector.NewHandler(results, reg, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	h := collector.NewHandler(results, prometheus.NewPedanticRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
 
 	status, first, res := scrape(t, h, false)
 	if status != http.StatusOK || !strings.Contains(first, "instance_stale{") || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
@@ -110,7 +110,7 @@ func TestHandlerRendersOncePerScan(t *testing.T) {
 
 func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
 	results := &fixedResults{r: collector.Result{Seq: 1}, block: make(chan struct{})}
-	h := collector.NewHandler(results, prometheus.NewRegistry(), collector.HandlerOpts{MaxRequests: 2, Timeout: 10 * time.Second},
+	h := collector.NewHandler(results, prometheus.NewRegistry(), testHost, collector.HandlerOpts{MaxRequests: 2, Timeout: 10 * time.Second},
 		slog.New(slog.DiscardHandler))
 	var wg sync.WaitGroup
 	for range 2 {
@@ -133,5 +133,31 @@ func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
 	}
 	if status, _, _ := scrape(t, h, false); status != http.StatusOK {
 		t.Fatalf("scrape after the others finished: %d", status)
+	}
+}
+
+// A scrape asks for one scan result and renders that one: the gauges and the
+// self-metrics of one scrape come from one scan. With a cache TTL shorter
+// than a scan, the render used to ask again and so scan twice per scrape.
+func TestOneScrapeOneScan(t *testing.T) {
+	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
+	h := collector.NewHandler(results, prometheus.NewRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	scrape(t, h, false)
+	if n := results.calls.Load(); n != 1 {
+		t.Fatalf("one scrape asked for %d scan results, want 1", n)
+	}
+
+	engine := &enginefake.Engine{}
+	engine.Add(enginefake.Container{ID: hexID(1), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "a"}, Created: t0})
+	st := &memStore{inv: store.Inventory{ThresholdDays: 7, Instances: []stale.Instance{{ID: "a", ContainerID: hexID(1), CreatedAt: t0}}}}
+	clock := &fakeClock{now: t0}
+	// A cache TTL of zero: any later Result is a new scan.
+	scanner := collector.NewScanner(engine, st, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, Threshold: time.Hour,
+		MaxSnapshotAge: time.Minute, DockerTimeout: time.Second, Now: func() time.Time { clock.Add(time.Millisecond); return clock.Now() }},
+		slog.New(slog.DiscardHandler))
+	h = collector.NewHandler(scanner, prometheus.NewRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	_, body, _ := scrape(t, h, false)
+	if engine.Lists != 1 || !strings.Contains(body, `stale_exporter_scan_success{docker_host="test-engine"} 1`) {
+		t.Fatalf("one scrape made %d ContainerList calls, want 1:\n%s", engine.Lists, body)
 	}
 }

@@ -34,7 +34,7 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 	for _, days := range []int64{365000, 36501, 0, -1} {
 		db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", days)
 		var logs bytes.Buffer
-		scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+		scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 			MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 		}, slog.New(slog.NewTextHandler(&logs, nil)))
 		r := scanner.Rescan(context.Background())
@@ -45,7 +45,7 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 		if want := "stale_threshold_days = " + strconv.FormatInt(days, 10); !strings.Contains(logs.String(), want) {
 			t.Errorf("days=%d: log does not name the value (%q): %s", days, want, logs.String())
 		}
-		if err := testutil.CollectAndCompare(collector.New(scanner, 5*time.Second, testHost), strings.NewReader(`
+		if err := testutil.CollectAndCompare(collector.New(scanner.Result(context.Background()), testHost), strings.NewReader(`
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
 stale_exporter_scan_success{docker_host="test-engine"} 0
@@ -55,7 +55,7 @@ stale_exporter_scan_success{docker_host="test-engine"} 0
 	}
 	// The largest value in range works and judges nothing stale.
 	db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", stale.MaxThresholdDays)
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
 		slog.New(slog.DiscardHandler))
 	if r := scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 0 || r.Snapshot.Threshold != stale.MaxThreshold {
 		t.Fatalf("100 years: success=%v err=%v", r.Success, r.Err)
@@ -72,7 +72,7 @@ func TestRedeployInProgressIsNotStale(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(id)})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Threshold: threshold, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
 	}, slog.New(slog.DiscardHandler))
 	o := verdicts(t, scanner)[id]
@@ -112,7 +112,9 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 	}{
 		byName:            {false, "running"},
 		unlabelled:        {false, "running"},
-		stoppedUnlabelled: {true, "created"},
+		// Not the instance's by its label: never stale, as cleanup would
+		// never remove it.
+		stoppedUnlabelled: {false, "created"},
 		missing:           {true, stale.StateMissing},
 	} {
 		if o := got[id]; o.Verdict.Stale != want.stale || o.Container.DockerState() != want.state {
@@ -131,16 +133,58 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 	}
 }
 
-// A store without its settings row answers; the scan fails with a clear
-// error, not with store_up 0.
-func TestMissingSettingsRow(t *testing.T) {
+// settings must hold exactly one integer number of days. Anything else
+// (no row, NULL, two rows, 1.4 that a cast would round to 1, text) answers,
+// so the store is up, and fails the scan safe, naming the problem; a
+// threshold override does without settings.
+func TestSettingsAreReadExactly(t *testing.T) {
 	docker := testenv.Docker(t)
-	db := storetest.New(t)
-	db.Exec(t, "DELETE FROM settings")
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, ClaimUnowned: true, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
-		slog.New(slog.DiscardHandler))
-	r := scanner.Rescan(context.Background())
-	if r.Success || !r.StoreUp || !r.DockerUp || !errors.Is(r.Err, store.ErrNoSettings) {
-		t.Fatalf("no settings row: success=%v store_up=%v docker_up=%v err=%v", r.Success, r.StoreUp, r.DockerUp, r.Err)
+	for _, c := range []struct {
+		name, setup, errorHas string
+		keyValue             bool
+	}{
+		{"no row", "DELETE FROM settings", "has no stale_threshold_days", false},
+		{"NULL", "ALTER TABLE settings ALTER COLUMN stale_threshold_days DROP NOT NULL; UPDATE settings SET stale_threshold_days = NULL", "is NULL", false},
+		{"two rows", "ALTER TABLE settings DROP CONSTRAINT settings_pkey, DROP CONSTRAINT settings_id_check; INSERT INTO settings (id, stale_threshold_days) VALUES (false, 1)",
+			"more than one", false},
+		{"1.4 days in a numeric column", "ALTER TABLE settings ALTER COLUMN stale_threshold_days TYPE numeric; UPDATE settings SET stale_threshold_days = 1.4",
+			`"1.4"`, false},
+		{"key/value text", "UPDATE settings SET value = '7 days' WHERE key = 'stale_threshold_days'", `"7 days"`, true},
+		{"key/value twice", "INSERT INTO settings VALUES ('stale_threshold_days', '1')", "more than one", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			platform := ""
+			if c.keyValue {
+				// key/value rows without a unique key, as a platform may keep them.
+				platform = textIDPlatformSettings
+			}
+			db := storetest.NewShaped(t, platform)
+			db.Exec(t, c.setup)
+			r := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
+				MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
+			if r.Success || !r.StoreUp || !r.DockerUp || !errors.Is(r.Err, store.ErrSettings) || !strings.Contains(r.Err.Error(), c.errorHas) {
+				t.Fatalf("success=%v store_up=%v docker_up=%v err=%v; want a failed scan with both up, naming %s", r.Success, r.StoreUp, r.DockerUp, r.Err, c.errorHas)
+			}
+			if _, err := db.Store.ThresholdDays(context.Background()); !errors.Is(err, store.ErrSettings) {
+				t.Fatalf("ThresholdDays: %v, want ErrSettings", err)
+			}
+			r = collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, Threshold: time.Hour,
+				MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
+			if !r.Success {
+				t.Fatalf("with a threshold override: %v", r.Err)
+			}
+		})
+	}
+	for raw, want := range map[string]int64{"7": 7, "7.0": 7, `"3"`: 3} {
+		db := storetest.NewShaped(t, textIDPlatformSettings)
+		db.Exec(t, "UPDATE settings SET value = $1 WHERE key = 'stale_threshold_days'", raw)
+		if days, err := db.Store.ThresholdDays(context.Background()); err != nil || days != want {
+			t.Errorf("value %s: %d %v, want %d", raw, days, err, want)
+		}
 	}
 }
+
+// textIDPlatformSettings is a platform whose settings are key/value rows
+// with no unique key.
+const textIDPlatformSettings = `CREATE TABLE settings (key text NOT NULL, value text);
+INSERT INTO settings VALUES ('stale_threshold_days', '7'), ('theme', 'dark');`

@@ -51,10 +51,10 @@ type Config struct {
 	// instances that engine owns, and claims the unowned ones whose
 	// container it lists.
 	DockerHost string
-	// ClaimUnowned also judges the unowned instances whose container it does
-	// not list (missing, or named by name): the single-host behaviour. With
-	// several hosts, at most one exporter should.
-	ClaimUnowned bool
+	// Unowned says whether it also judges the unowned instances whose
+	// container it does not list (missing, or named by name); auto (the
+	// default) does while no other engine has registered with the store.
+	Unowned stale.UnownedMode
 	// Now is the scanner's clock (the stale rule's, the cache's and the
 	// snapshot age's); nil means time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
@@ -88,12 +88,17 @@ type Scanner struct {
 	good     *stale.Snapshot
 	attempt  time.Time // when the latest scan started
 	seq      uint64    // scans finished
-	// finishedAt caches Docker's FinishedAt by container id; a stopped
-	// container's is fixed until it runs again.
-	finishedAt map[string]time.Time
+	// stopped caches Docker's StartedAt and FinishedAt by container id; a
+	// stopped container's are fixed until it runs again.
+	stopped map[string]runTimes
 	// gone caches the full container ids rows hold that the engine answered
-	// 404 for: a container id is never reused.
+	// 404 for: a container id is never reused. Only a scan reads and writes
+	// it, and one scan runs at a time (startLocked), so it needs no lock.
 	gone map[string]bool
+	// refused remembers the containers whose adoption the store refused,
+	// so that the refusal is logged once, not every scan; like gone, only
+	// the one running scan touches it.
+	refused map[string]bool
 	// scans counts the scans running, so that shutdown can wait for them.
 	scans sync.WaitGroup
 }
@@ -103,8 +108,11 @@ func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scann
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Unowned == "" {
+		cfg.Unowned = stale.UnownedAuto
+	}
 	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger,
-		finishedAt: map[string]time.Time{}, gone: map[string]bool{}}
+		stopped: map[string]runTimes{}, gone: map[string]bool{}, refused: map[string]bool{}}
 }
 
 // Now is the time by the Scanner's clock.
@@ -225,25 +233,26 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		inv, storeErr = s.store.ReadInventory(ctx, s.cfg.DockerHost)
 	}()
 	wg.Wait()
-	// A store that answers but lacks its settings row is up, and misconfigured.
-	r := Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil || errors.Is(storeErr, store.ErrNoSettings)}
+	// A store that answers but lacks a usable threshold is up, and
+	// misconfigured.
+	r := Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil}
 	if err := errors.Join(dockerErr, storeErr); err != nil {
 		r.Err = err
 		return nil, r
 	}
-	// An out-of-range threshold fails the scan: the last good snapshot is
-	// kept and nothing becomes stale by a wrapped or absurd value.
+	// An out-of-range or unusable threshold fails the scan: the last good
+	// snapshot is kept and nothing becomes stale by a wrapped or absurd value.
+	if inv.ThresholdErr != nil && s.cfg.Threshold == 0 {
+		r.Err = inv.ThresholdErr
+		return nil, r
+	}
 	threshold, err := stale.Threshold(s.cfg.Threshold, inv.ThresholdDays)
 	if err != nil {
 		r.Err = err
 		return nil, r
 	}
 
-	byID := make(map[string]containerSummary, 2*len(containers))
-	for _, c := range containers {
-		byID[c.id] = c
-		byID[stale.ShortID(c.id)] = c
-	}
+	listed := newListing(containers)
 	if s.cfg.Adopt {
 		adopted, err := s.adopt(ctx, inv, containers)
 		if err != nil {
@@ -258,28 +267,23 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		}
 	}
 
-	finished, err := s.finishedTimes(ctx, containers)
+	times, err := s.runTimes(ctx, containers)
 	if err != nil {
 		r.DockerUp, r.Err = false, err
 		return nil, r
 	}
-	claims, judged := s.ownership(inv.Instances, byID)
-	unlisted := s.lookUpUnlisted(ctx, judged, byID)
-	snap := &stale.Snapshot{Threshold: threshold, ScannedAt: now, Observations: make([]stale.Observation, 0, len(inv.Instances))}
+	scope := stale.Scope{Host: s.cfg.DockerHost, Unowned: s.cfg.Unowned.JudgesUnowned(inv.OtherEngines)}
+	claims, judged := ownership(scope, inv.Instances, listed)
+	unlisted := s.lookUpUnlisted(ctx, judged, listed)
+	snap := &stale.Snapshot{Threshold: threshold, ScannedAt: now, Scope: scope, Engines: inv.Engines, Observations: make([]stale.Observation, 0, len(inv.Instances))}
 	var alive []string
 	for _, in := range inv.Instances {
 		if claims[in.ID] {
 			in.DockerHost = s.cfg.DockerHost
 		}
 		c := stale.Container{Unknown: true} // another engine's to judge
-		if judges(in, s.cfg) {
-			if sum, ok := lookup(byID, in.ContainerID); ok {
-				c = stale.Container{Found: true, State: sum.state, Labels: sum.labels, Created: sum.created, FinishedAt: finished[sum.id]}
-			} else if in.ContainerID != "" {
-				c = unlisted[in.ContainerID]
-			} else {
-				c = stale.Container{}
-			}
+		if scope.Judges(in) {
+			c = s.container(in, listed, times, unlisted)
 		}
 		v := stale.Judge(in, c, threshold, now)
 		if c.Running() {
@@ -300,42 +304,79 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 	return snap, r
 }
 
+// container is what the scan knows of the container an instance row names.
+func (s *Scanner) container(in stale.Instance, listed listing, times map[string]runTimes, unlisted map[string]stale.Container) stale.Container {
+	if in.ContainerID == "" {
+		return stale.Container{}
+	}
+	c, ok := listed.lookup(in.ContainerID)
+	if !ok {
+		c = unlisted[in.ContainerID]
+	}
+	if !c.Found {
+		// A row naming a container that is gone while another carries the
+		// instance's label is ambiguous too.
+		c.SharedLabel = listed.claimants[in.ID] > 0
+		return c
+	}
+	t := times[c.ID]
+	c.StartedAt, c.FinishedAt = t.started, t.finished
+	// Counted among the listed containers carrying the label, if it does
+	// (one that does not is the rule's "not managed" already).
+	c.SharedLabel = listed.claimants[in.ID] > 1
+	return c
+}
+
 // ownership finds the unowned instances this engine claims (their container
 // is in its labelled list and carries their instance id: a container id
 // string alone never proves ownership), and the instances it judges.
-func (s *Scanner) ownership(instances []stale.Instance, byID map[string]containerSummary) (claims map[string]bool, judged []stale.Instance) {
+func ownership(scope stale.Scope, instances []stale.Instance, listed listing) (claims map[string]bool, judged []stale.Instance) {
 	claims = map[string]bool{}
 	for _, in := range instances {
 		if in.DockerHost == "" {
-			if sum, ok := lookup(byID, in.ContainerID); ok && sum.labels[stale.LabelInstanceID] == in.ID {
+			if c, ok := listed.lookup(in.ContainerID); ok && c.Labels[stale.LabelInstanceID] == in.ID {
 				claims[in.ID] = true
-				in.DockerHost = s.cfg.DockerHost
+				in.DockerHost = scope.Host
 			}
 		}
-		if judges(in, s.cfg) {
+		if scope.Judges(in) {
 			judged = append(judged, in)
 		}
 	}
 	return claims, judged
 }
 
-// judges reports whether a scanner judges an instance: its engine owns it,
-// or nobody does and it claims the unowned.
-func judges(in stale.Instance, cfg Config) bool {
-	return in.DockerHost == cfg.DockerHost || (in.DockerHost == "" && cfg.ClaimUnowned)
+// listing is one labelled ContainerList, indexed for the scan.
+type listing struct {
+	byID map[string]containerSummary
+	// claimants counts the listed containers carrying each instance id.
+	claimants map[string]int
+}
+
+func newListing(containers []containerSummary) listing {
+	l := listing{byID: make(map[string]containerSummary, 2*len(containers)), claimants: map[string]int{}}
+	for _, c := range containers {
+		l.byID[c.id] = c
+		l.byID[stale.ShortID(c.id)] = c
+		l.claimants[c.labels[stale.LabelInstanceID]]++
+	}
+	return l
 }
 
 // lookup finds the container an instance row names, by its full id or by an
 // abbreviated one of at least 12 characters (as docker ps shows them).
-func lookup(byID map[string]containerSummary, id string) (containerSummary, bool) {
+func (l listing) lookup(id string) (stale.Container, bool) {
 	if len(id) < 12 {
-		return containerSummary{}, false
+		return stale.Container{}, false
 	}
-	c, ok := byID[id]
+	c, ok := l.byID[id]
 	if !ok {
-		c, ok = byID[stale.ShortID(id)]
+		c, ok = l.byID[stale.ShortID(id)]
 	}
-	return c, ok && strings.HasPrefix(c.id, id)
+	if !ok || !strings.HasPrefix(c.id, id) {
+		return stale.Container{}, false
+	}
+	return stale.Container{ID: c.id, Found: true, State: c.state, Labels: c.labels, Created: c.created}, true
 }
 
 // containerSummary is the part of a ContainerList entry a scan keeps.
@@ -376,7 +417,7 @@ const maxUnlistedLookups = 100
 // that the labelled list lacks: such a container may run without the
 // platform's label. Only the engine's 404 makes one missing; a container not
 // looked up, or that Docker could not describe, is returned as unknown.
-func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance, byID map[string]containerSummary) map[string]stale.Container {
+func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance, listed listing) map[string]stale.Container {
 	out := map[string]stale.Container{}
 	var refs []string
 	for _, in := range instances {
@@ -384,7 +425,7 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance
 		if ref == "" {
 			continue
 		}
-		if _, listed := lookup(byID, ref); listed {
+		if _, ok := listed.lookup(ref); ok {
 			continue
 		}
 		if _, seen := out[ref]; seen {
@@ -426,7 +467,7 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance
 
 	gone := map[string]bool{}
 	for ref, c := range out {
-		if !c.Found && !c.Unknown && isFullID(ref) {
+		if !c.Found && !c.Unknown && stale.IsFullContainerID(ref) {
 			gone[ref] = true
 		}
 	}
@@ -434,34 +475,25 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance
 	return out
 }
 
-// isFullID reports whether ref is a full 64-hex container id.
-func isFullID(ref string) bool {
-	if len(ref) != 64 {
-		return false
-	}
-	for _, c := range ref {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// runTimes are Docker's StartedAt and FinishedAt of a stopped container.
+type runTimes struct{ started, finished time.Time }
 
-// finishedTimes returns FinishedAt for every stopped container, inspecting
-// only those not cached yet, and forgets containers that are gone or running.
-func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSummary) (map[string]time.Time, error) {
+// runTimes returns StartedAt and FinishedAt for every stopped container,
+// inspecting only those not cached yet, and forgets containers that are gone
+// or running.
+func (s *Scanner) runTimes(ctx context.Context, containers []containerSummary) (map[string]runTimes, error) {
 	s.mu.Lock()
-	known := s.finishedAt
+	known := s.stopped
 	s.mu.Unlock()
 
-	finished := make(map[string]time.Time, len(containers))
+	times := make(map[string]runTimes, len(containers))
 	var missing []string
 	for _, c := range containers {
 		if (stale.Container{Found: true, State: c.state}).Running() {
 			continue
 		}
 		if t, ok := known[c.id]; ok {
-			finished[c.id] = t
+			times[c.id] = t
 		} else {
 			missing = append(missing, c.id)
 		}
@@ -478,7 +510,9 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			t, err := s.finishedAtOf(ctx, id)
+			// A container removed between list and inspect has no run
+			// times to offer.
+			c, err := engine.Inspect(ctx, s.docker, id, s.cfg.DockerTimeout)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -487,7 +521,7 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 				}
 				return
 			}
-			finished[id] = t
+			times[id] = runTimes{started: c.StartedAt, finished: c.FinishedAt}
 		}()
 	}
 	wg.Wait()
@@ -496,15 +530,9 @@ func (s *Scanner) finishedTimes(ctx context.Context, containers []containerSumma
 	}
 
 	s.mu.Lock()
-	s.finishedAt = finished
+	s.stopped = times
 	s.mu.Unlock()
-	return finished, nil
-}
-
-func (s *Scanner) finishedAtOf(ctx context.Context, id string) (time.Time, error) {
-	// A container removed between list and inspect has no stop time to offer.
-	c, err := engine.Inspect(ctx, s.docker, id, s.cfg.DockerTimeout)
-	return c.FinishedAt, err
+	return times, nil
 }
 
 func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []containerSummary) (int, error) {
@@ -516,7 +544,7 @@ func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []c
 	for _, c := range containers {
 		id := c.labels[stale.LabelInstanceID]
 		project, stage := c.labels[stale.LabelProject], c.labels[stale.LabelStage]
-		if known[id] || project == "" || stage == "" || !stale.IsUUID(id) {
+		if known[id] || project == "" || stage == "" || stale.ValidID(id) != nil || s.refused[c.id] {
 			continue
 		}
 		status := stale.StatusStopped
@@ -527,6 +555,13 @@ func (s *Scanner) adopt(ctx context.Context, inv store.Inventory, containers []c
 			InstanceID: id, ProjectName: project, StageName: stage,
 			ContainerID: c.id, ImageTag: imageTag(c), Status: status, CreatedAt: c.created,
 		})
+		if errors.Is(err, store.ErrAdoptionRefused) {
+			// The platform will not take it (an id its column cannot hold,
+			// a constraint of its own): said once, and the scan goes on.
+			s.refused[c.id] = true
+			s.logger.Warn("container not adopted", "container_id", c.id, "instance_id", id, "err", err)
+			continue
+		}
 		if err != nil {
 			return adopted, err
 		}

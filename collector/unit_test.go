@@ -96,7 +96,7 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 func hexID(n int) string { return fmt.Sprintf("%064x", n) }
 
 func unitScanner(engine *enginefake.Engine, st *memStore, clock *fakeClock, adopt bool) *collector.Scanner {
-	return collector.NewScanner(engine, st, collector.Config{DockerHost: testHost, ClaimUnowned: true,
+	return collector.NewScanner(engine, st, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
 		Threshold: time.Hour, CacheTTL: time.Second, MaxSnapshotAge: 5 * time.Minute, DockerTimeout: time.Second,
 		Adopt: adopt, Now: clock.Now,
 	}, slog.New(slog.DiscardHandler))
@@ -132,7 +132,7 @@ func TestScanJudgesEveryInstance(t *testing.T) {
 	}{
 		"i-running": {false, "running"}, "i-exited": {true, "exited"}, "i-fresh": {false, "exited"},
 		"i-by-name": {false, "running"}, "i-short": {true, "created"}, "i-gone": {true, stale.StateMissing},
-		"i-never": {true, stale.StateMissing},
+		"i-never": {false, stale.StateMissing}, // no container: nothing to remove, never stale
 	}
 	for _, o := range r.Snapshot.Observations {
 		w := want[o.Instance.ID]
@@ -222,12 +222,12 @@ func TestAdoptionAndImageTags(t *testing.T) {
 		}
 		engine.Add(enginefake.Container{ID: hexID(i + 1), Image: c.image, State: "exited", Labels: labels, Created: created})
 	}
-	engine.Add(enginefake.Container{ID: hexID(9), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "not-a-uuid",
+	engine.Add(enginefake.Container{ID: hexID(9), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "not an id",
 		stale.LabelProject: "shop", stale.LabelStage: "preview"}})
 	st := &memStore{inv: store.Inventory{ThresholdDays: 7}}
 	r := unitScanner(engine, st, &fakeClock{now: t0}, true).Rescan(context.Background())
 	if !r.Success || len(st.adoptions) != 5 {
-		t.Fatalf("adopted %d, want 5 (not the one without a UUID): %v", len(st.adoptions), r.Err)
+		t.Fatalf("adopted %d, want 5 (not the one whose id holds spaces): %v", len(st.adoptions), r.Err)
 	}
 	for i, want := range []string{"pr-17", "latest", "latest", "v2", "from-label"} {
 		a := st.adoptions[i]
@@ -246,9 +246,10 @@ func TestCollectNamesEveryMetric(t *testing.T) {
 		{Instance: stale.Instance{ID: "b", ProjectName: "shop", StageName: "prod", ImageTag: "v1", ContainerID: "c2"},
 			Verdict: stale.Verdict{LastAlive: t0}},
 	}}
-	results := &fixedResults{r: collector.Result{Snapshot: snap, Success: true, DockerUp: true, StoreUp: true,
-		Duration: 1500 * time.Millisecond, LastSuccess: t0, Seq: 1}}
-	c := collector.New(results, time.Second, "test-engine")
+	snap.Scope = stale.Scope{Host: "test-engine", Unowned: true}
+	snap.Engines = map[string]time.Time{"test-engine": t0, "other": t0.Add(-time.Hour)}
+	c := collector.New(collector.Result{Snapshot: snap, Success: true, DockerUp: true, StoreUp: true,
+		Duration: 1500 * time.Millisecond, LastSuccess: t0, Seq: 1}, "test-engine")
 	want := fmt.Sprintf(`
 # HELP instance_last_alive_seconds Unix time the instance's container was last seen running.
 # TYPE instance_last_alive_seconds gauge
@@ -261,6 +262,13 @@ instance_stale{container_id="c2",docker_host="",image_tag="v1",instance_id="b",p
 # HELP stale_exporter_docker_up 1 if the Docker engine answered the latest scan.
 # TYPE stale_exporter_docker_up gauge
 stale_exporter_docker_up{docker_host="test-engine"} 1
+# HELP stale_exporter_engine_last_seen_timestamp_seconds Unix time of the latest heartbeat of each Docker engine registered with the store.
+# TYPE stale_exporter_engine_last_seen_timestamp_seconds gauge
+stale_exporter_engine_last_seen_timestamp_seconds{docker_host="test-engine",engine="other"} %d
+stale_exporter_engine_last_seen_timestamp_seconds{docker_host="test-engine",engine="test-engine"} %d
+# HELP stale_exporter_judges_unowned 1 if this exporter judges and cleans the instances no engine owns (--docker.claim-unowned and the engines registered).
+# TYPE stale_exporter_judges_unowned gauge
+stale_exporter_judges_unowned{docker_host="test-engine"} 1
 # HELP stale_exporter_last_scan_timestamp_seconds Unix time of the last successful scan.
 # TYPE stale_exporter_last_scan_timestamp_seconds gauge
 stale_exporter_last_scan_timestamp_seconds{docker_host="test-engine"} %d
@@ -276,23 +284,22 @@ stale_exporter_store_up{docker_host="test-engine"} 1
 # HELP stale_exporter_threshold_seconds Time a container must have been down before its instance is stale.
 # TYPE stale_exporter_threshold_seconds gauge
 stale_exporter_threshold_seconds{docker_host="test-engine"} 3600
-`, last.Unix(), t0.Unix(), t0.Unix())
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"instance_last_alive_seconds", "instance_stale", "stale_exporter_docker_up", "stale_exporter_last_scan_timestamp_seconds",
-		"stale_exporter_scan_duration_seconds", "stale_exporter_scan_success", "stale_exporter_store_up",
-		"stale_exporter_threshold_seconds"); err != nil {
+# HELP stale_exporter_unowned_instances Instances no Docker engine owns yet (instances.docker_host NULL), as this exporter's last good scan read them.
+# TYPE stale_exporter_unowned_instances gauge
+stale_exporter_unowned_instances{docker_host="test-engine"} 1
+`, last.Unix(), t0.Unix(), t0.Add(-time.Hour).Unix(), t0.Unix(), t0.Unix())
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 2*2+6 {
-		t.Fatalf("%d series, want 2 per instance and 6 of the scan", n)
+	if n := testutil.CollectAndCount(c); n != 2*2+10 {
+		t.Fatalf("%d series, want 2 per instance and 10 of the scan", n)
 	}
 	// No snapshot: the scan's health only, never an instance.
-	results.set(collector.Result{Seq: 2})
-	if n := testutil.CollectAndCount(c, "instance_stale", "instance_last_alive_seconds"); n != 0 {
+	if n := testutil.CollectAndCount(collector.New(collector.Result{Seq: 2}, "test-engine"), "instance_stale", "instance_last_alive_seconds"); n != 0 {
 		t.Fatalf("without a snapshot, %d instance series", n)
 	}
 }
@@ -316,7 +323,11 @@ func TestOwnershipByObservation(t *testing.T) {
 	}}}
 	for _, claimUnowned := range []bool{false, true} {
 		st := &memStore{inv: store.Inventory{ThresholdDays: 1, Instances: append([]stale.Instance(nil), st.inv.Instances...)}}
-		scanner := collector.NewScanner(engine, st, collector.Config{DockerHost: "a", ClaimUnowned: claimUnowned,
+		mode := stale.UnownedOff
+		if claimUnowned {
+			mode = stale.UnownedOn
+		}
+		scanner := collector.NewScanner(engine, st, collector.Config{DockerHost: "a", Unowned: mode,
 			MaxSnapshotAge: time.Minute, DockerTimeout: time.Second, Now: (&fakeClock{now: t0}).Now}, slog.New(slog.DiscardHandler))
 		r := scanner.Rescan(context.Background())
 		got := map[string]stale.Observation{}
@@ -331,7 +342,9 @@ func TestOwnershipByObservation(t *testing.T) {
 			host  string
 		}{
 			"mine": {true, "a"}, "unowned-here": {true, "a"},
-			"unowned-elsewhere": {claimUnowned, ""}, "same-id-string": {claimUnowned, ""},
+			// A container id string alone is not the instance's: labelled
+			// for another instance, it is never judged stale for this one.
+			"unowned-elsewhere": {claimUnowned, ""}, "same-id-string": {false, ""},
 		} {
 			if o := got[id]; o.Verdict.Stale != want.stale || o.Instance.DockerHost != want.host {
 				t.Errorf("claim-unowned=%v, %s: stale=%v host=%q, want %v %q", claimUnowned, id, o.Verdict.Stale, o.Instance.DockerHost, want.stale, want.host)

@@ -22,7 +22,9 @@ import (
 //	           instance_id, details)             rows added, when its shape
 //	                                             fits; else stale_exporter_events
 //
-// Ids may be stored as uuid or as text (holding UUIDs).
+// Ids may be stored as uuid or as text holding any printable id (this
+// service's own tables keep them as text, and compare them in the platform
+// column's type).
 var contract = map[string][]string{
 	"projects":  {"id", "name"},
 	"stages":    {"id", "project_id", "name"},
@@ -183,7 +185,7 @@ func (s *Store) Preflight(ctx context.Context) (Shape, error) {
 	}
 	if shape.EventMisfit != "" {
 		shape.EventTable = "stale_exporter_events"
-		shape.EventColumns = map[string]string{"project_id": "uuid", "instance_id": "uuid", "details": "jsonb"}
+		shape.EventColumns = map[string]string{"project_id": "text", "instance_id": "text", "details": "jsonb"}
 	}
 	s.shape = shape
 	return shape, nil

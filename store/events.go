@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // Event severities, as the platform's event_log uses them.
@@ -39,18 +41,29 @@ func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, e Event) error {
 		cols = append(cols, col)
 		vals = append(vals, strings.ReplaceAll(val, "$n", fmt.Sprintf("$%d", len(args))))
 	}
-	// A fixed order keeps one statement text per shape.
+	details := e.Details
+	// A fixed order keeps one statement text per shape. An id that a uuid
+	// column cannot hold (a platform whose ids are text) is written NULL
+	// there and kept in the details: an event must never fail a removal
+	// that already happened.
 	for _, c := range []struct{ col, id string }{{"project_id", e.ProjectID}, {"instance_id", e.InstanceID}} {
-		if t, ok := s.shape.EventColumns[c.col]; ok {
-			add(c.col, "nullif($n::text, '')::"+castType(t), c.id)
+		t, ok := s.shape.EventColumns[c.col]
+		if !ok {
+			continue
 		}
+		id := c.id
+		if t == "uuid" && id != "" && !stale.IsUUID(id) {
+			details = withDetail(details, c.col, id)
+			id = ""
+		}
+		add(c.col, "nullif($n::text, '')::"+castType(t), id)
 	}
-	if t, ok := s.shape.EventColumns["details"]; ok && e.Details != nil {
-		details, err := json.Marshal(e.Details)
+	if t, ok := s.shape.EventColumns["details"]; ok && details != nil {
+		raw, err := json.Marshal(details)
 		if err != nil {
 			return fmt.Errorf("encode event details: %w", err)
 		}
-		add("details", "$n::text::"+castType(t), string(details))
+		add("details", "$n::text::"+castType(t), string(raw))
 	}
 	table := s.shape.EventTable
 	_, err := tx.Exec(ctx, `WITH e AS (
@@ -61,6 +74,17 @@ func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, e Event) error {
 		return fmt.Errorf("insert event into %s: %w", table, err)
 	}
 	return nil
+}
+
+// withDetail returns details with key set, copying it so that the caller's
+// map is left alone.
+func withDetail(details map[string]any, key string, value any) map[string]any {
+	out := make(map[string]any, len(details)+1)
+	for k, v := range details {
+		out[k] = v
+	}
+	out[key] = value
+	return out
 }
 
 // castType is the cast for a column of the given information_schema type.

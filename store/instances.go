@@ -4,19 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // ErrNotFound is returned when an instance does not exist.
 var ErrNotFound = errors.New("not found")
-
-// ErrNoSettings is returned when the settings table has no row, so there is
-// no stale threshold to read.
-var ErrNoSettings = errors.New("table settings has no stale_threshold_days: insert a row (or, for key/value settings, the key stale_threshold_days)")
 
 const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
 	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at, coalesce(i.docker_host, '')
@@ -34,19 +32,63 @@ func scanInstance(row pgx.Row) (stale.Instance, error) {
 	return in, err
 }
 
+// InstanceKey is the form of an instance id the platform's instances.id
+// holds, as this service's tables keep it: a UUID column holds lower-case
+// UUIDs (and cannot hold anything else, so another id is unknown, not an
+// error); a text column holds the id exactly as given.
+func (s *Store) InstanceKey(id string) (string, bool) {
+	if s.shape.IDTypes["instances"] != "uuid" {
+		return id, id != ""
+	}
+	if !stale.IsUUID(id) {
+		return "", false
+	}
+	return strings.ToLower(id), true
+}
+
 // Inventory is what one scan reads from the store.
 type Inventory struct {
 	Instances     []stale.Instance
 	ThresholdDays int64
+	// ThresholdErr is set (wrapping ErrSettings) when settings holds no
+	// usable threshold; a scan with a threshold override does not need one.
+	ThresholdErr error
+	// Engines are the engines registered with the store (the reader's own
+	// among them), with their latest heartbeat.
+	Engines map[string]time.Time
+	// OtherEngines counts the engines registered besides the reader's own.
+	OtherEngines int
 }
 
-// ReadInventory reads, in one round trip, the stale threshold and the
-// instances an exporter of dockerHost may judge: its own and the unowned.
+// ReadInventory reads, in one round trip, the stale threshold, the
+// instances an exporter of dockerHost may judge (its own and the unowned),
+// and how many other engines are registered; it registers dockerHost (its
+// heartbeat) on the way.
 func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory, error) {
 	var inv Inventory
 	batch := &pgx.Batch{}
-	batch.Queue(s.thresholdQuery()).QueryRow(func(row pgx.Row) error {
-		return scanThreshold(row, &inv.ThresholdDays)
+	batch.Queue(s.thresholdQuery()).Query(func(rows pgx.Rows) error {
+		inv.ThresholdErr = scanThreshold(rows, &inv.ThresholdDays)
+		if !errors.Is(inv.ThresholdErr, ErrSettings) {
+			return inv.ThresholdErr
+		}
+		return nil
+	})
+	batch.Queue(heartbeatSQL, dockerHost).Exec(func(pgconn.CommandTag) error { return nil })
+	batch.Queue("SELECT name, last_seen FROM stale_exporter_engines").Query(func(rows pgx.Rows) error {
+		inv.Engines = map[string]time.Time{}
+		for rows.Next() {
+			var name string
+			var seen time.Time
+			if err := rows.Scan(&name, &seen); err != nil {
+				return err
+			}
+			inv.Engines[name] = seen
+			if name != dockerHost {
+				inv.OtherEngines++
+			}
+		}
+		return rows.Err()
 	})
 	batch.Queue("SELECT "+instanceColumns+" WHERE i.docker_host = $1 OR i.docker_host IS NULL ORDER BY i.id", dockerHost).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -66,7 +108,11 @@ func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory
 
 // Instance reads one instance by id.
 func (s *Store) Instance(ctx context.Context, id string) (stale.Instance, error) {
-	in, err := scanInstance(s.pool.QueryRow(ctx, "SELECT "+instanceColumns+" WHERE i.id = $1", id))
+	key, ok := s.InstanceKey(id)
+	if !ok {
+		return stale.Instance{}, ErrNotFound
+	}
+	in, err := scanInstance(s.pool.QueryRow(ctx, "SELECT "+instanceColumns+" WHERE i.id = $1::text::"+s.shape.IDTypes["instances"], key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return stale.Instance{}, ErrNotFound
 	}
@@ -74,32 +120,6 @@ func (s *Store) Instance(ctx context.Context, id string) (stale.Instance, error)
 		return stale.Instance{}, fmt.Errorf("read instance %s: %w", id, err)
 	}
 	return in, nil
-}
-
-// thresholdQuery reads the threshold from a settings column, or from the
-// key/value row stale_threshold_days (a text or JSON value).
-func (s *Store) thresholdQuery() string {
-	if s.shape.SettingsKeyValue {
-		return `SELECT trim(both '"' from value::text)::bigint FROM settings WHERE key = 'stale_threshold_days' LIMIT 1`
-	}
-	return "SELECT stale_threshold_days::bigint FROM settings LIMIT 1"
-}
-
-func scanThreshold(row pgx.Row, days *int64) error {
-	err := row.Scan(days)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrNoSettings
-	}
-	return err
-}
-
-// ThresholdDays reads settings.stale_threshold_days.
-func (s *Store) ThresholdDays(ctx context.Context) (int64, error) {
-	var days int64
-	if err := scanThreshold(s.pool.QueryRow(ctx, s.thresholdQuery()), &days); err != nil {
-		return 0, fmt.Errorf("read stale threshold: %w", err)
-	}
-	return days, nil
 }
 
 // MarkAlive records that the containers of the given instances were seen
@@ -129,7 +149,7 @@ func (s *Store) Claim(ctx context.Context, dockerHost string, ids []string) erro
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE cleanup_jobs SET docker_host = $1
-			WHERE instance_id = ANY($2::uuid[]) AND docker_host IS NULL AND state <> '`+JobDone+`'`, dockerHost, ids)
+			WHERE instance_id = ANY($2::text[]) AND docker_host IS NULL AND state <> '`+JobDone+`'`, dockerHost, ids)
 		return err
 	})
 	if err != nil {
@@ -152,9 +172,20 @@ type Adoption struct {
 	CreatedAt time.Time
 }
 
+// ErrAdoptionRefused wraps the reason a container cannot be adopted: its
+// instance id does not fit instances.id, or the platform's table refused the
+// rows (a constraint of its own). The scan goes on without it.
+var ErrAdoptionRefused = errors.New("adoption refused")
+
 // Adopt creates the project, stage and instance rows for a container the
-// platform did not record. It is a no-op if the instance row exists.
+// platform did not record. It is a no-op if the instance row exists. New
+// project and stage ids are UUIDs, as text where the platform's ids are text.
 func (s *Store) Adopt(ctx context.Context, a Adoption) error {
+	key, ok := s.InstanceKey(a.InstanceID)
+	if !ok {
+		return fmt.Errorf("adopt container %s: %w: instance id %q does not fit instances.id, which is %s",
+			stale.ShortID(a.ContainerID), ErrAdoptionRefused, a.InstanceID, s.shape.IDTypes["instances"])
+	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var projectID, stageID string
 		if err := tx.QueryRow(ctx, `INSERT INTO projects (id, name) VALUES (gen_random_uuid()::text::`+s.shape.IDTypes["projects"]+`, $1)
@@ -168,7 +199,7 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 		lastAlive := nullTime(a.LastAliveAt)
 		tag, err := tx.Exec(ctx, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, status, last_alive_at, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now())) ON CONFLICT (id) DO NOTHING`,
-			a.InstanceID, stageID, projectID, a.ContainerID, a.ImageTag, a.Status, lastAlive, nullTime(a.CreatedAt))
+			key, stageID, projectID, a.ContainerID, a.ImageTag, a.Status, lastAlive, nullTime(a.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("insert instance: %w", err)
 		}
@@ -179,9 +210,12 @@ func (s *Store) Adopt(ctx context.Context, a Adoption) error {
 			Severity:   SeverityInfo,
 			Message:    fmt.Sprintf("adopted container %s as instance of %s/%s", stale.ShortID(a.ContainerID), a.ProjectName, a.StageName),
 			ProjectID:  projectID,
-			InstanceID: a.InstanceID,
+			InstanceID: key,
 		})
 	})
+	if IsInvalidData(err) || isConstraint(err) {
+		return fmt.Errorf("adopt container %s: %w: %v", stale.ShortID(a.ContainerID), ErrAdoptionRefused, err)
+	}
 	if err != nil {
 		return fmt.Errorf("adopt container %s: %w", stale.ShortID(a.ContainerID), err)
 	}

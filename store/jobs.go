@@ -43,9 +43,16 @@ type Job struct {
 	RequestedBy string
 	State       string
 	Result      string
-	Reason      string
+	// Code is the stable name of Reason, for programs.
+	Code   string
+	Reason string
 	// PreviousStatus is set when this job marked the instance removing.
 	PreviousStatus string
+	// TargetContainerID and JudgedLastAlive pin the removal, set with the
+	// mark: the full id of the container the check inspected, and the
+	// instance's latest sign of life the check judged.
+	TargetContainerID string
+	JudgedLastAlive   time.Time
 	// DockerHost is the engine that owns the instance: only its exporter
 	// carries the job out. "" for an unowned instance.
 	DockerHost string
@@ -53,6 +60,8 @@ type Job struct {
 	Attempts   int
 	CreatedAt  time.Time
 	FinishedAt time.Time
+	// DryRun marks a dry run's verdict, which is never stored (no ID).
+	DryRun bool
 }
 
 // JobRequest asks for a cleanup.
@@ -63,15 +72,18 @@ type JobRequest struct {
 	RequestedBy string
 }
 
-const jobColumns = `id, instance_id::text, container_id, trigger, requested_by, state, coalesce(result, ''),
-	reason, coalesce(previous_status, ''), coalesce(docker_host, ''), attempts, created_at, coalesce(finished_at, 'epoch')`
+const jobColumns = `id, instance_id, container_id, trigger, requested_by, state, coalesce(result, ''), reason_code,
+	reason, coalesce(previous_status, ''), coalesce(target_container_id, ''), coalesce(judged_last_alive, 'epoch'),
+	coalesce(docker_host, ''), attempts, created_at, coalesce(finished_at, 'epoch')`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var j Job
-	err := row.Scan(&j.ID, &j.InstanceID, &j.ContainerID, &j.Trigger, &j.RequestedBy, &j.State, &j.Result,
-		&j.Reason, &j.PreviousStatus, &j.DockerHost, &j.Attempts, &j.CreatedAt, &j.FinishedAt)
-	if j.FinishedAt.Equal(time.Unix(0, 0)) {
-		j.FinishedAt = time.Time{}
+	err := row.Scan(&j.ID, &j.InstanceID, &j.ContainerID, &j.Trigger, &j.RequestedBy, &j.State, &j.Result, &j.Code,
+		&j.Reason, &j.PreviousStatus, &j.TargetContainerID, &j.JudgedLastAlive, &j.DockerHost, &j.Attempts, &j.CreatedAt, &j.FinishedAt)
+	for _, t := range []*time.Time{&j.FinishedAt, &j.JudgedLastAlive} {
+		if t.Equal(time.Unix(0, 0)) {
+			*t = time.Time{}
+		}
 	}
 	return j, err
 }
@@ -100,17 +112,22 @@ type querier interface {
 // instance; then it returns that one with created false. It returns
 // ErrNotFound when the instance no longer exists.
 func (s *Store) EnqueueJob(ctx context.Context, req JobRequest) (job Job, created bool, err error) {
-	return enqueueJob(ctx, s.pool, req, s.shape.IDTypes["instances"])
+	return s.enqueueJob(ctx, s.pool, req)
 }
 
-func enqueueJob(ctx context.Context, q querier, req JobRequest, idType string) (Job, bool, error) {
+func (s *Store) enqueueJob(ctx context.Context, q querier, req JobRequest) (Job, bool, error) {
+	key, ok := s.InstanceKey(req.InstanceID)
+	if !ok {
+		return Job{}, false, ErrNotFound
+	}
+	idType := s.shape.IDTypes["instances"]
 	// The in-flight job can finish between the insert and the select:
 	// then the insert is tried again.
 	for range 3 {
 		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by, docker_host)
-			SELECT $1::text::uuid, $2, $3, $4, docker_host FROM instances WHERE id = $1::text::`+idType+`
+			SELECT $1, $2, $3, $4, docker_host FROM instances WHERE id = $1::text::`+idType+`
 			ON CONFLICT (instance_id) WHERE state <> '`+JobDone+`' DO NOTHING
-			RETURNING `+jobColumns, req.InstanceID, req.ContainerID, req.Trigger, req.RequestedBy))
+			RETURNING `+jobColumns, key, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
 			return job, true, nil
 		}
@@ -118,7 +135,7 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest, idType string) (
 			return Job{}, false, fmt.Errorf("enqueue cleanup of %s: %w", req.InstanceID, err)
 		}
 		job, err = scanJob(q.QueryRow(ctx, "SELECT "+jobColumns+
-			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> '"+JobDone+"'", req.InstanceID))
+			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> '"+JobDone+"'", key))
 		if err == nil {
 			return job, false, nil
 		}
@@ -126,7 +143,7 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest, idType string) (
 			return Job{}, false, fmt.Errorf("find cleanup in flight for %s: %w", req.InstanceID, err)
 		}
 		var exists bool
-		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)", req.InstanceID).Scan(&exists); err != nil {
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1::text::"+idType+")", key).Scan(&exists); err != nil {
 			return Job{}, false, fmt.Errorf("enqueue cleanup of %s: %w", req.InstanceID, err)
 		}
 		if !exists {
@@ -136,20 +153,27 @@ func enqueueJob(ctx context.Context, q querier, req JobRequest, idType string) (
 	return Job{}, false, fmt.Errorf("enqueue cleanup of %s: contended", req.InstanceID)
 }
 
-// ClaimJob takes the oldest job of dockerHost (and, with unowned, of
-// instances no host owns) that is pending or whose worker let its lease run
-// out (it crashed or was cut off), and leases it for the given time. It
-// returns false when there is nothing to do.
-func (s *Store) ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned bool) (Job, bool, error) {
+// unownedJudgedSQL is the SQL of stale.UnownedMode.JudgesUnowned for the
+// mode in parameter $mode and the exporter's engine in $host.
+func unownedJudgedSQL(host, mode string) string {
+	return `(` + mode + ` = 'true' OR (` + mode + ` = 'auto' AND NOT EXISTS (SELECT 1 FROM stale_exporter_engines WHERE name <> ` + host + `)))`
+}
+
+// ClaimJob takes the oldest job of dockerHost (and of instances no host owns
+// while the mode judges them) that is pending and due, or whose worker let
+// its lease run out (it crashed or was cut off), and leases it for the given
+// time. It returns false when there is nothing to do.
+func (s *Store) ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned stale.UnownedMode) (Job, bool, error) {
 	job, err := scanJob(s.pool.QueryRow(ctx, `UPDATE cleanup_jobs
 		SET state = '`+JobRunning+`', attempts = attempts + 1, lease_until = now() + $1::interval,
-			started_at = coalesce(started_at, now())
+			started_at = coalesce(started_at, now()), not_before = NULL
 		WHERE id = (
 			SELECT id FROM cleanup_jobs
-			WHERE (docker_host = $2 OR ($3 AND docker_host IS NULL))
-				AND (state = '`+JobPending+`' OR (state = '`+JobRunning+`' AND lease_until < now()))
+			WHERE (docker_host = $2 OR (docker_host IS NULL AND `+unownedJudgedSQL("$2", "$3")+`))
+				AND ((state = '`+JobPending+`' AND (not_before IS NULL OR not_before <= now()))
+					OR (state = '`+JobRunning+`' AND lease_until < now()))
 			ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-		RETURNING `+jobColumns, lease, dockerHost, unowned))
+		RETURNING `+jobColumns, lease, dockerHost, string(unowned)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}
@@ -159,20 +183,23 @@ func (s *Store) ClaimJob(ctx context.Context, lease time.Duration, dockerHost st
 	return job, true, nil
 }
 
-// MarkRemoving sets the instance's status to removing and records on the job
-// that it did so, in one transaction. It fails with ErrStatusChanged when the
-// instance no longer has the status and container it was checked with.
-func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus string) error {
+// MarkRemoving sets the instance's status to removing and pins the job to
+// what its check judged (the container's full id, the latest sign of life),
+// in one transaction. It fails with ErrStatusChanged when the instance no
+// longer has the status and container it was checked with.
+func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus, target string, judged time.Time) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE instances SET status = '`+stale.StatusRemoving+`', updated_at = now()
-			WHERE id = $1 AND status = $2 AND container_id = $3`, job.InstanceID, checkedStatus, job.ContainerID)
+			WHERE id = $1::text::`+s.shape.IDTypes["instances"]+` AND status = $2 AND coalesce(container_id, '') = $3`,
+			job.InstanceID, checkedStatus, job.ContainerID)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != 1 {
 			return ErrStatusChanged
 		}
-		return fenced(ctx, tx, job, "UPDATE cleanup_jobs SET previous_status = $3 WHERE id = $1 AND attempts = $2", checkedStatus)
+		return fenced(ctx, tx, job, `UPDATE cleanup_jobs SET previous_status = $3, target_container_id = $4, judged_last_alive = $5
+			WHERE id = $1 AND attempts = $2`, checkedStatus, target, judged)
 	})
 	if err != nil {
 		return fmt.Errorf("mark instance %s removing: %w", job.InstanceID, err)
@@ -180,17 +207,33 @@ func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus string)
 	return nil
 }
 
-// FinishRemoved deletes the instance row, writes the event and closes the job.
-func (s *Store) FinishRemoved(ctx context.Context, job Job, event Event) error {
+// FinishRemoved closes the job of a removed container, writes the event and
+// deletes the instance row, in one transaction, if the row still holds that
+// container and is still removing. A row the platform pointed at another
+// container meanwhile is the new container's: it is kept, with its previous
+// status back if it was still removing. event is given whether it was kept.
+func (s *Store) FinishRemoved(ctx context.Context, job Job, event func(rowKept bool) Event) error {
+	idType := s.shape.IDTypes["instances"]
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = '`+ResultRemoved+`', reason = '',
-			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`); err != nil {
+			reason_code = '', finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM instances WHERE id = $1 AND status = '"+stale.StatusRemoving+"'", job.InstanceID); err != nil {
+		tag, err := tx.Exec(ctx, `DELETE FROM instances WHERE id = $1::text::`+idType+` AND status = '`+stale.StatusRemoving+`'
+			AND coalesce(container_id, '') = $2`, job.InstanceID, job.ContainerID)
+		if err != nil {
 			return err
 		}
-		return s.insertEvent(ctx, tx, event)
+		kept := false
+		if tag.RowsAffected() == 0 {
+			tag, err = tx.Exec(ctx, `UPDATE instances SET status = CASE WHEN status = '`+stale.StatusRemoving+`' THEN $2 ELSE status END,
+				updated_at = now() WHERE id = $1::text::`+idType, job.InstanceID, job.PreviousStatus)
+			if err != nil {
+				return err
+			}
+			kept = tag.RowsAffected() == 1
+		}
+		return s.insertEvent(ctx, tx, event(kept))
 	})
 	if err != nil {
 		return fmt.Errorf("finish removal of %s: %w", job.InstanceID, err)
@@ -201,22 +244,43 @@ func (s *Store) FinishRemoved(ctx context.Context, job Job, event Event) error {
 // FinishJob closes a job that did not remove anything. If the job had marked
 // the instance removing, the instance gets its previous status back, so that
 // nothing stays removing.
-func (s *Store) FinishJob(ctx context.Context, job Job, result, reason string, event Event) error {
+func (s *Store) FinishJob(ctx context.Context, job Job, result, code, reason string, event Event) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = $3, reason = $4,
-			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`, result, reason); err != nil {
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = $3, reason_code = $4, reason = $5,
+			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`, result, code, reason); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE instances i SET status = j.previous_status, updated_at = now()
-			FROM cleanup_jobs j
-			WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id::text::`+s.shape.IDTypes["instances"]+` AND i.status = '`+stale.StatusRemoving+`'`,
-			job.ID); err != nil {
-			return err
-		}
-		return s.insertEvent(ctx, tx, event)
+		return s.closeJob(ctx, tx, job, event)
 	})
 	if err != nil {
 		return fmt.Errorf("finish cleanup job %d: %w", job.ID, err)
+	}
+	return nil
+}
+
+// closeJob gives an instance its previous status back if the job had
+// marked it removing, and writes the job's event.
+func (s *Store) closeJob(ctx context.Context, tx pgx.Tx, job Job, event Event) error {
+	if _, err := tx.Exec(ctx, `UPDATE instances i SET status = j.previous_status, updated_at = now()
+		FROM cleanup_jobs j
+		WHERE j.id = $1 AND j.previous_status IS NOT NULL AND i.id = j.instance_id::text::`+s.shape.IDTypes["instances"]+` AND i.status = '`+stale.StatusRemoving+`'`,
+		job.ID); err != nil {
+		return err
+	}
+	return s.insertEvent(ctx, tx, event)
+}
+
+// RetryJob puts back a job whose check could not tell (the engine or the
+// store did not answer): pending again, due after the given time, with the
+// reason it was put back. A mark removing it made stands, so that the retry
+// resumes it.
+func (s *Store) RetryJob(ctx context.Context, job Job, code, reason string, after time.Duration) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobPending+`', reason_code = $3, reason = $4,
+			not_before = now() + $5::interval, lease_until = NULL WHERE id = $1 AND attempts = $2`, code, reason, after)
+	})
+	if err != nil {
+		return fmt.Errorf("retry cleanup job %d: %w", job.ID, err)
 	}
 	return nil
 }
@@ -254,8 +318,12 @@ func (s *Store) RecentJobs(ctx context.Context, limit int) ([]Job, error) {
 
 // LastRemoval returns the job that removed an instance, if any.
 func (s *Store) LastRemoval(ctx context.Context, instanceID string) (Job, bool, error) {
+	key, ok := s.InstanceKey(instanceID)
+	if !ok {
+		return Job{}, false, nil
+	}
 	job, err := scanJob(s.pool.QueryRow(ctx, "SELECT "+jobColumns+` FROM cleanup_jobs
-		WHERE instance_id = $1 AND result = '`+ResultRemoved+`' ORDER BY id DESC LIMIT 1`, instanceID))
+		WHERE instance_id = $1 AND result = '`+ResultRemoved+`' ORDER BY id DESC LIMIT 1`, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}
@@ -277,19 +345,22 @@ type AlertOccurrence struct {
 // all in one transaction. recorded is false for a repeat.
 func (s *Store) RecordAlert(ctx context.Context, occ AlertOccurrence, event Event, cleanup *JobRequest) (recorded bool, job Job, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO alert_occurrences (fingerprint, starts_at, instance_id)
-			VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, occ.Fingerprint, occ.StartsAt, occ.InstanceID)
-		if err != nil {
+		// A repeat renews last_seen_at, so that retention forgets an
+		// occurrence only once Alertmanager stopped sending it; xmax = 0
+		// tells an insert from that update.
+		if err := tx.QueryRow(ctx, `INSERT INTO alert_occurrences (fingerprint, starts_at, instance_id)
+			VALUES ($1, $2, $3) ON CONFLICT (fingerprint, starts_at) DO UPDATE SET last_seen_at = now()
+			RETURNING xmax = 0`, occ.Fingerprint, occ.StartsAt, occ.InstanceID).Scan(&recorded); err != nil {
 			return err
 		}
-		if recorded = tag.RowsAffected() == 1; !recorded {
+		if !recorded {
 			return nil
 		}
 		if err := s.insertEvent(ctx, tx, event); err != nil {
 			return err
 		}
 		if cleanup != nil {
-			job, _, err = enqueueJob(ctx, tx, *cleanup, s.shape.IDTypes["instances"])
+			job, _, err = s.enqueueJob(ctx, tx, *cleanup)
 			if errors.Is(err, ErrNotFound) {
 				return nil // removed already: the occurrence is recorded, nothing to clean
 			}

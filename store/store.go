@@ -136,3 +136,10 @@ func IsInvalidData(err error) bool {
 	}
 	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")
 }
+
+// isConstraint reports whether PostgreSQL refused a statement for breaking a
+// constraint (SQLSTATE class 23: not null, foreign key, check, unique).
+func isConstraint(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "23")
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	operator "github.com/docker-watcher/stale-exporter/internal/cli"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 func main() {
@@ -46,8 +47,8 @@ func main() {
 	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.DockerTimeout)
 	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").
 		StringVar(&f.DockerHostName)
-	serve.Flag("docker.claim-unowned", "Judge and clean the instances no engine owns yet (single host: keep on; several hosts: on for at most one exporter).").
-		Default("true").BoolVar(&f.ClaimUnowned)
+	serve.Flag("docker.claim-unowned", "Judge and clean the instances no engine owns yet: auto (while no other engine has registered with the store), true or false.").
+		Default(string(stale.UnownedAuto)).EnumVar((*string)(&f.Unowned), stale.UnownedModes...)
 	serve.Flag("docker.adopt", "Create instance rows for containers with docker-watcher labels that the store lacks.").
 		BoolVar(&f.Adopt)
 	serve.Flag("stale.threshold", "Override settings.stale_threshold_days with a duration (e.g. 90s, 36h; at most 100 years).").
@@ -66,6 +67,10 @@ func main() {
 	serve.Flag("cleanup.dry-run", "Make every cleanup a dry run: report, remove nothing.").BoolVar(&f.DryRun)
 	serve.Flag("cleanup.wait", "How long a cleanup request waits for its jobs before answering 202.").
 		Default("10s").DurationVar(&f.CleanupWait)
+	serve.Flag("cleanup.job-expiry", "Close, with a reason, the cleanup jobs no exporter of their engine carried out within this (0: never).").
+		Default("24h").DurationVar(&f.JobExpiry)
+	serve.Flag("store.retention", "Delete this service's finished jobs, alert occurrences and own events older than this (0: keep all).").
+		Default("2160h").DurationVar(&f.Retention)
 
 	tokenCmd := cli.Command("token", "Print a new random API token and its tokens-file entry.")
 	tokenName := tokenCmd.Flag("name", "Name of the token, shown in the audit log.").Required().String()

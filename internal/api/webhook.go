@@ -20,10 +20,15 @@ type WebhookMessage struct {
 	TruncatedAlerts uint64 `json:"truncatedAlerts"`
 }
 
+// MaxTruncatedAlerts bounds the truncatedAlerts a payload may claim: more
+// alerts than any group holds is a broken or forged sender, and a counter
+// must not jump by 1.8e19.
+const MaxTruncatedAlerts = 1 << 20
+
 // ParseWebhook decodes an Alertmanager webhook payload. Unknown fields are
 // tolerated (Alertmanager adds fields over time); a payload that is not a
-// JSON object with an alerts list, or that is ambiguous (a key twice, a
-// null), is refused.
+// JSON object with an alerts list, or that is ambiguous (a key twice, keys
+// that differ only in case, a known key in another case, a null), is refused.
 func ParseWebhook(body []byte) (WebhookMessage, error) {
 	var msg WebhookMessage
 	if err := decodeStrict(body, &msg, true); err != nil {
@@ -32,6 +37,9 @@ func ParseWebhook(body []byte) (WebhookMessage, error) {
 	// null is refused, so a nil list means the field is absent ([] is not nil).
 	if msg.Alerts == nil {
 		return WebhookMessage{}, errors.New("malformed webhook payload: no alerts field")
+	}
+	if msg.TruncatedAlerts > MaxTruncatedAlerts {
+		return WebhookMessage{}, fmt.Errorf("malformed webhook payload: truncatedAlerts %d is more than %d", msg.TruncatedAlerts, MaxTruncatedAlerts)
 	}
 	return msg, nil
 }
@@ -65,7 +73,6 @@ func validateAlert(alert template.Alert) error {
 	return nil
 }
 
-// alertOutcome is the webhook's answer for one alert.
 // alertView is the webhook's answer for one alert.
 type alertView struct {
 	Fingerprint string   `json:"fingerprint"`
@@ -86,7 +93,10 @@ func viewAlert(o cleanup.AlertOutcome) alertView {
 }
 
 func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, requestedBy string) {
-	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes, false)
+	if !noQuery(w, r) {
+		return
+	}
+	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, status, err.Error(), nil)
 		return
@@ -113,10 +123,9 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 		if err != nil {
 			failed++
 			a.logger.Error("record alert", "fingerprint", o.Fingerprint, "err", err)
-			o.Result, o.Detail = "error", "could not be recorded; retry"
-		} else {
-			a.metrics.webhookAlerts.WithLabelValues(o.Result).Inc()
+			o.Result, o.Detail = cleanup.AlertError, "could not be recorded; retry: "+err.Error()
 		}
+		a.metrics.webhookAlerts.WithLabelValues(o.Result).Inc()
 		outcomes = append(outcomes, viewAlert(o))
 	}
 	if failed > 0 {

@@ -59,8 +59,9 @@ type Config struct {
 	DockerTimeout time.Duration
 	// DockerHostName names the engine (default: its name from /info).
 	DockerHostName string
-	// ClaimUnowned judges and cleans the instances no engine owns yet.
-	ClaimUnowned   bool
+	// Unowned says whether it judges and cleans the instances no engine
+	// owns yet (auto: while no other engine has registered).
+	Unowned        stale.UnownedMode
 	Adopt          bool
 	Threshold      time.Duration
 	CacheTTL       time.Duration
@@ -72,10 +73,14 @@ type Config struct {
 	MaxStaleRatio  float64
 	DryRun         bool
 	CleanupWait    time.Duration
-	ReadTimeout    time.Duration
-	WriteTimeout   time.Duration
-	IdleTimeout    time.Duration
-	MaxRequests    int
+	// JobExpiry closes the jobs nobody carried out within it; Retention
+	// deletes this service's finished records older than it (0: never).
+	JobExpiry    time.Duration
+	Retention    time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	MaxRequests  int
 }
 
 // Validate refuses settings that cannot work together.
@@ -99,6 +104,13 @@ func (c Config) Validate() error {
 			c.WriteTimeout, 2*c.DockerTimeout)
 	case c.MaxRequests < 0:
 		return fmt.Errorf("--web.max-requests must not be negative, got %d", c.MaxRequests)
+	case c.JobExpiry < 0 || c.Retention < 0:
+		return errors.New("--cleanup.job-expiry and --store.retention must not be negative (0 turns them off)")
+	case c.Retention > 0 && c.Retention < 24*time.Hour:
+		return fmt.Errorf("--store.retention (%s) must be at least 24h, or 0 to keep everything", c.Retention)
+	}
+	if _, err := stale.ParseUnownedMode(string(c.Unowned)); err != nil {
+		return fmt.Errorf("--docker.claim-unowned: %w", err)
 	}
 	if c.Threshold != 0 {
 		if _, err := stale.Threshold(c.Threshold, 0); err != nil {
@@ -166,7 +178,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 			return nil, err
 		}
 	}
-	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.ClaimUnowned)
+	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.Unowned)
 	if err := a.build(tokens); err != nil {
 		return nil, err
 	}
@@ -189,6 +201,12 @@ func loadTokens(cfg Config, logger *slog.Logger) (*auth.Tokens, error) {
 			return nil, errors.New("--web.config.file sets basic_auth_users and --api.tokens-file is set: " +
 				"basic auth answers 401 to every bearer token, so the API and the webhook would be unreachable; use one of them")
 		}
+	}
+	if info, err := os.Stat(cfg.TokensFile); err == nil && info.Mode().Perm()&0o077 != 0 {
+		// As ssh does for keys: digests are not the tokens, but who may
+		// read or change the file decides who may clean up.
+		logger.Warn("the tokens file may be read or written by others than its owner: chmod 600 it",
+			"file", cfg.TokensFile, "mode", fmt.Sprintf("%#o", info.Mode().Perm()))
 	}
 	return auth.LoadTokens(cfg.TokensFile)
 }
@@ -293,13 +311,12 @@ func (a *App) build(tokens *auth.Tokens) error {
 		DockerTimeout:  cfg.DockerTimeout,
 		Adopt:          cfg.Adopt,
 		DockerHost:     a.cfg.DockerHostName,
-		ClaimUnowned:   cfg.ClaimUnowned,
+		Unowned:        cfg.Unowned,
 	}, a.logger)
 	reg := prometheus.NewRegistry()
 	// The exporter's own metrics carry the engine it watches.
 	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: a.cfg.DockerHostName}, reg)
 	reg.MustRegister(
-		collector.New(a.scanner, 2*cfg.DockerTimeout, a.cfg.DockerHostName),
 		versioncollector.NewCollector(exporterName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -312,18 +329,20 @@ func (a *App) build(tokens *auth.Tokens) error {
 		DryRun:        cfg.DryRun,
 		StoreTimeout:  cfg.StoreTimeout,
 		DockerHost:    a.cfg.DockerHostName,
-		ClaimUnowned:  cfg.ClaimUnowned,
+		Unowned:       cfg.Unowned,
+		JobExpiry:     cfg.JobExpiry,
+		Retention:     cfg.Retention,
 	}, own, a.logger)
 
 	router := httprouter.New()
-	api.New(a.service, a.scanner, api.Config{
+	api.New(a.service, a.scanner, a.store, api.Config{
 		Tokens:        tokens,
 		Wait:          cfg.CleanupWait,
 		MaxPerRequest: cfg.MaxPerRequest,
 		MaxBodyBytes:  maxBodyBytes,
 		StoreTimeout:  cfg.StoreTimeout,
 	}, own, a.logger).Register(router)
-	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, collector.HandlerOpts{
+	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, a.cfg.DockerHostName, collector.HandlerOpts{
 		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
 	}, a.logger))
 	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/app"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -22,7 +23,7 @@ func config(dsn string) app.Config {
 		StoreDSN: dsn, StoreTimeout: 5 * time.Second, DockerHost: "unix:///var/run/docker.sock", DockerTimeout: 5 * time.Second,
 		CacheTTL: time.Second, ScanInterval: time.Minute, MaxSnapshotAge: time.Minute, Workers: 1, MaxPerRequest: 10,
 		MaxStaleRatio: 0.5, CleanupWait: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute,
-		IdleTimeout: time.Minute, MaxRequests: 10, DockerHostName: "in-process", ClaimUnowned: true,
+		IdleTimeout: time.Minute, MaxRequests: 10, DockerHostName: "in-process", Unowned: stale.UnownedOn,
 		Web: &app.WebFlags{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &empty},
 	}
 }
@@ -37,6 +38,9 @@ func TestValidate(t *testing.T) {
 		"write timeout under a scan":   func(c *app.Config) { c.DockerTimeout = 40 * time.Second },
 		"negative threshold":           func(c *app.Config) { c.Threshold = -time.Hour },
 		"negative max requests":        func(c *app.Config) { c.MaxRequests = -1 },
+		"claim-unowned yes":            func(c *app.Config) { c.Unowned = "yes" },
+		"negative job expiry":          func(c *app.Config) { c.JobExpiry = -time.Hour },
+		"retention under a day":        func(c *app.Config) { c.Retention = time.Hour },
 	} {
 		c := config("")
 		change(&c)

@@ -78,6 +78,13 @@ func LoadTokens(path string) (*Tokens, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("parse tokens file %s: %w", path, err)
 	}
+	// A second YAML document would be silently dropped by a reader that
+	// takes the first: tokens written there would never work, or a removed
+	// one would look gone while another reader still accepts it.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("tokens file %s holds more than one YAML document (---): keep every token under one tokens: list", path)
+	}
 	t := &Tokens{}
 	names := map[string]bool{}
 	digests := map[string]string{}

@@ -92,7 +92,7 @@ func TestSeveralDockerHosts(t *testing.T) {
 	startExporter := func(h *host, dockerHost string) {
 		// Several hosts: nobody judges what no engine has claimed.
 		h.exporter = testenv.Start(t, env, binary, "--web.listen-address="+h.addr, "--api.tokens-file="+tokensFile,
-			"--docker.host="+dockerHost, "--docker.host-name="+h.name, "--no-docker.claim-unowned",
+			"--docker.host="+dockerHost, "--docker.host-name="+h.name, "--docker.claim-unowned=false",
 			"--stale.threshold="+threshold.String(), "--collector.scan-interval=1s", "--collector.cache-ttl=500ms",
 			"--docker.timeout=2s")
 		testenv.WaitHTTP(t, "http://"+h.addr+"/-/ready", 30*time.Second)

@@ -38,13 +38,32 @@ func Inspect(ctx context.Context, docker Inspector, id string, timeout time.Dura
 	return containerFromInspect(res.Container)
 }
 
-// FinishedAt reads State.FinishedAt; Docker writes a zero year for a
-// container that never stopped.
-func FinishedAt(state *container.State) (time.Time, error) {
-	if state == nil {
-		return time.Time{}, nil
+// Lister is the one Docker call Claimants needs.
+type Lister interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+}
+
+// Claimants lists the full ids of every container, running or not, that
+// carries the label naming instanceID, within timeout.
+func Claimants(ctx context.Context, docker Lister, instanceID string, timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := docker.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", stale.LabelInstanceID+"="+instanceID),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of instance %s: %w", instanceID, err)
 	}
-	return parseDockerTime("FinishedAt", state.FinishedAt)
+	ids := make([]string, 0, len(res.Items))
+	for _, c := range res.Items {
+		// The engine's filter matches the label's value exactly; checked
+		// again, as a filter is only as good as the engine applying it.
+		if c.Labels[stale.LabelInstanceID] == instanceID {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, nil
 }
 
 // parseDockerTime reads one of Docker's RFC 3339 times; empty and the zero
@@ -64,19 +83,21 @@ func parseDockerTime(field, raw string) (time.Time, error) {
 }
 
 func containerFromInspect(res container.InspectResponse) (stale.Container, error) {
-	c := stale.Container{Found: true}
+	c := stale.Container{ID: res.ID, Found: true}
 	if res.Config != nil {
 		c.Labels = res.Config.Labels
 	}
-	if res.State != nil {
-		c.State = string(res.State.Status)
-	}
-	created, err := parseDockerTime("Created", res.Created)
-	if err != nil {
+	var err error
+	if c.Created, err = parseDockerTime("Created", res.Created); err != nil {
 		return c, err
 	}
-	c.Created = created
-	finished, err := FinishedAt(res.State)
-	c.FinishedAt = finished
+	if res.State == nil {
+		return c, nil
+	}
+	c.State = string(res.State.Status)
+	if c.StartedAt, err = parseDockerTime("StartedAt", res.State.StartedAt); err != nil {
+		return c, err
+	}
+	c.FinishedAt, err = parseDockerTime("FinishedAt", res.State.FinishedAt)
 	return c, err
 }

@@ -19,7 +19,8 @@ import (
 type Container struct {
 	ID, Name, Image, State string
 	Labels                 map[string]string
-	Created, FinishedAt    time.Time
+	Created, StartedAt     time.Time
+	FinishedAt             time.Time
 }
 
 // Engine answers list, inspect and remove like the Docker Engine API does.
@@ -81,8 +82,9 @@ func (e *Engine) ContainerList(_ context.Context, o client.ContainerListOptions)
 	var out client.ContainerListResult
 	for _, c := range e.containers {
 		keep := true
-		for key := range o.Filters["label"] {
-			if _, ok := c.Labels[key]; !ok {
+		for filter := range o.Filters["label"] {
+			key, value, exact := strings.Cut(filter, "=")
+			if got, ok := c.Labels[key]; !ok || (exact && got != value) {
 				keep = false
 			}
 		}
@@ -106,15 +108,20 @@ func (e *Engine) ContainerInspect(_ context.Context, id string, _ client.Contain
 	if c == nil {
 		return client.ContainerInspectResult{}, fmt.Errorf("No such container: %s: %w", id, cerrdefs.ErrNotFound)
 	}
-	finished := "0001-01-01T00:00:00Z"
-	if !c.FinishedAt.IsZero() {
-		finished = c.FinishedAt.Format(time.RFC3339Nano)
-	}
 	return client.ContainerInspectResult{Container: container.InspectResponse{
 		ID: c.ID, Name: "/" + c.Name, Created: c.Created.Format(time.RFC3339Nano),
-		State:  &container.State{Status: container.ContainerState(c.State), Running: c.State == "running", FinishedAt: finished},
+		State: &container.State{Status: container.ContainerState(c.State), Running: c.State == "running",
+			StartedAt: dockerTime(c.StartedAt), FinishedAt: dockerTime(c.FinishedAt)},
 		Config: &container.Config{Labels: c.Labels},
 	}}, nil
+}
+
+// dockerTime writes a time as the engine does, the zero year for never.
+func dockerTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.Format(time.RFC3339Nano)
 }
 
 // ContainerRemove removes a container that does not run (never forced).

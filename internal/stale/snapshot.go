@@ -14,6 +14,12 @@ type Snapshot struct {
 	Observations []Observation
 	Threshold    time.Duration
 	ScannedAt    time.Time
+	// Scope is what the scan judged: its engine's instances, and the
+	// unowned ones when Scope.Unowned.
+	Scope Scope
+	// Engines are the engines registered with the store, by name, with
+	// their exporters' latest heartbeat.
+	Engines map[string]time.Time
 }
 
 // StaleCount is the number of stale instances.
@@ -21,6 +27,17 @@ func (s *Snapshot) StaleCount() int {
 	n := 0
 	for _, o := range s.Observations {
 		if o.Verdict.Stale {
+			n++
+		}
+	}
+	return n
+}
+
+// UnownedCount is the number of instances no engine owns.
+func (s *Snapshot) UnownedCount() int {
+	n := 0
+	for _, o := range s.Observations {
+		if o.Instance.DockerHost == "" {
 			n++
 		}
 	}

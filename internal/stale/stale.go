@@ -6,6 +6,8 @@ package stale
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,7 +18,9 @@ const (
 	LabelProject    = "docker-watcher.project"
 	LabelStage      = "docker-watcher.stage"
 	LabelImageTag   = "docker-watcher.image-tag"
-	// LabelKeep set to "true" exempts a container from the stale rule.
+	// LabelKeep set to a true boolean (true, 1, t, any case) exempts a
+	// container from the stale rule; a value that is not a boolean protects
+	// it too.
 	LabelKeep = "docker-watcher.keep"
 )
 
@@ -30,6 +34,10 @@ const (
 
 // Container is what Docker says about an instance's container.
 type Container struct {
+	// ID is the container's full id as the engine gave it: the only
+	// reference a removal may use (a name or a prefix can come to name
+	// another container).
+	ID    string
 	Found bool
 	// Unknown is set when Docker was not asked about the container this
 	// scan (lookups are bounded) or could not say; such an instance is
@@ -39,8 +47,14 @@ type Container struct {
 	Labels  map[string]string
 	// Created is when the container was created.
 	Created time.Time
+	// StartedAt is when the container last started; zero if it never ran.
+	StartedAt time.Time
 	// FinishedAt is when the container last stopped; zero if it never ran.
 	FinishedAt time.Time
+	// SharedLabel is set when another container carries the instance's
+	// label too: which of them is the instance is ambiguous, so it is never
+	// judged stale.
+	SharedLabel bool
 }
 
 // DockerState is the container's Docker state, StateMissing or StateUnknown.
@@ -68,8 +82,20 @@ func (c Container) Running() bool {
 	return true
 }
 
-// Kept reports whether the container carries the keep label.
-func (c Container) Kept() bool { return c.Labels[LabelKeep] == "true" }
+// Keep reads the keep label: kept when it is a true boolean (Go's
+// strconv.ParseBool set, any case), and also, fail-safe, when it is there
+// but not a boolean (unparsable is then set).
+func (c Container) Keep() (kept, unparsable bool) {
+	raw, ok := c.Labels[LabelKeep]
+	if !ok {
+		return false, false
+	}
+	b, err := strconv.ParseBool(strings.ToLower(strings.TrimSpace(raw)))
+	if err != nil {
+		return true, true
+	}
+	return b, false
+}
 
 // Reason says why an instance is or is not stale.
 type Reason string
@@ -80,8 +106,18 @@ const (
 	ReasonRunning  Reason = "container is running"
 	ReasonRemoving Reason = "instance is being removed"
 	ReasonKept     Reason = "container carries " + LabelKeep + "=true"
-	ReasonRecent   Reason = "last alive within the stale threshold"
-	ReasonUnknown  Reason = "container state unknown"
+	// ReasonKeepUnparsable: a keep label that is not a boolean protects.
+	ReasonKeepUnparsable Reason = "container's " + LabelKeep + " label is not a boolean (true or false): kept"
+	ReasonRecent         Reason = "last alive within the stale threshold"
+	ReasonUnknown        Reason = "container state unknown"
+	// ReasonNoContainer: the row names no container, so there is nothing
+	// to remove and nothing to judge.
+	ReasonNoContainer Reason = "instance has no container"
+	// ReasonNotManaged: the container the row names does not carry the
+	// instance's label, so nothing proves it is the instance's.
+	ReasonNotManaged Reason = "container does not carry this instance's " + LabelInstanceID + " label"
+	// ReasonSharedLabel: two containers carry the instance's label.
+	ReasonSharedLabel Reason = "another container carries this instance's " + LabelInstanceID + " label"
 )
 
 // Verdict is the stale rule applied to one instance.
@@ -92,13 +128,14 @@ type Verdict struct {
 }
 
 // LastAlive is the latest sign of life of an instance: the store's
-// last_alive_at, the row's creation, and Docker's Created and FinishedAt of
-// its container. FinishedAt lets a restarted exporter know when a container
-// really stopped; Created and the row's creation keep a redeploy in progress
-// (a new container not started yet) from looking as old as the instance.
+// last_alive_at, the row's creation, and Docker's Created, StartedAt and
+// FinishedAt of its container. FinishedAt lets a restarted exporter know when
+// a container really stopped; Created and the row's creation keep a redeploy
+// in progress (a new container not started yet) from looking as old as the
+// instance.
 func LastAlive(in Instance, c Container) time.Time {
 	last := in.LastAliveAt
-	for _, t := range []time.Time{in.CreatedAt, c.Created, c.FinishedAt} {
+	for _, t := range []time.Time{in.CreatedAt, c.Created, c.StartedAt, c.FinishedAt} {
 		if t.After(last) {
 			last = t
 		}
@@ -106,23 +143,40 @@ func LastAlive(in Instance, c Container) time.Time {
 	return last
 }
 
+// NewerSignOfLife reports whether last is a sign of life after judged, at
+// the store's precision (microseconds): a removal pinned to the state it
+// judged must not go ahead once the container or its row shows life since.
+func NewerSignOfLife(last, judged time.Time) bool {
+	return last.Truncate(time.Microsecond).After(judged.Truncate(time.Microsecond))
+}
+
 // Judge is the stale rule, the only place it is written: an instance is
-// stale when its container is known not to be running (exited, created, dead
-// or missing), its latest sign of life (see LastAlive) is older than the
-// threshold, its status is not removing, and it is not kept. A container
+// stale when it names a container, that container is known not to be
+// running (exited, created, dead or missing), carries the instance's label
+// and is the only one that does, its latest sign of life (see LastAlive) is older than
+// the threshold, its status is not removing, and it is not kept. A container
 // younger than the threshold is therefore never stale, and neither is one
 // whose state is unknown.
 func Judge(in Instance, c Container, threshold time.Duration, now time.Time) Verdict {
 	v := Verdict{LastAlive: LastAlive(in, c)}
+	kept, unparsable := c.Keep()
 	switch {
 	case c.Running():
 		v.LastAlive = now
 		v.Reason = ReasonRunning
+	case in.ContainerID == "":
+		v.Reason = ReasonNoContainer
 	case c.Unknown:
 		v.Reason = ReasonUnknown
+	case c.Found && c.Labels[LabelInstanceID] != in.ID:
+		v.Reason = ReasonNotManaged
+	case c.SharedLabel:
+		v.Reason = ReasonSharedLabel
 	case in.Status == StatusRemoving:
 		v.Reason = ReasonRemoving
-	case c.Kept():
+	case unparsable:
+		v.Reason = ReasonKeepUnparsable
+	case kept:
 		v.Reason = ReasonKept
 	case threshold <= 0 || now.Sub(v.LastAlive) <= threshold:
 		v.Reason = ReasonRecent

@@ -1,6 +1,7 @@
 package stale_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -44,10 +45,14 @@ func TestJudge(t *testing.T) {
 	const threshold = time.Hour
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	long := now.Add(-48 * time.Hour)
+	managed := map[string]string{stale.LabelInstanceID: "i1"}
 	stopped := func(state string) stale.Container {
-		return stale.Container{Found: true, State: state, Created: long}
+		return stale.Container{Found: true, State: state, Created: long, Labels: managed}
 	}
-	oldRow := stale.Instance{Status: stale.StatusStopped, CreatedAt: long, LastAliveAt: long}
+	oldRow := stale.Instance{ID: "i1", Status: stale.StatusStopped, CreatedAt: long, LastAliveAt: long, ContainerID: "c1"}
+	keep := func(value string) stale.Container {
+		return stale.Container{Found: true, State: "exited", Created: long, Labels: map[string]string{stale.LabelInstanceID: "i1", stale.LabelKeep: value}}
+	}
 	for _, c := range []struct {
 		name          string
 		in            stale.Instance
@@ -64,21 +69,36 @@ func TestJudge(t *testing.T) {
 		{"paused is someone's", oldRow, stopped("paused"), false, stale.ReasonRunning, now},
 		{"restarting is someone's", oldRow, stopped("restarting"), false, stale.ReasonRunning, now},
 		{"state unknown", oldRow, stale.Container{Unknown: true}, false, stale.ReasonUnknown, long},
-		{"removing", stale.Instance{Status: stale.StatusRemoving, CreatedAt: long}, stopped("exited"), false, stale.ReasonRemoving, long},
-		{"kept", oldRow, stale.Container{Found: true, State: "exited", Created: long,
-			Labels: map[string]string{stale.LabelKeep: "true"}}, false, stale.ReasonKept, long},
-		{"keep label not true", oldRow, stale.Container{Found: true, State: "exited", Created: long,
-			Labels: map[string]string{stale.LabelKeep: "yes"}}, true, stale.ReasonStale, long},
-		{"exactly at the threshold", stale.Instance{CreatedAt: long, LastAliveAt: now.Add(-threshold)}, stopped("exited"),
+		{"removing", stale.Instance{ID: "i1", Status: stale.StatusRemoving, CreatedAt: long, ContainerID: "c1"}, stopped("exited"), false, stale.ReasonRemoving, long},
+		{"kept", oldRow, keep("true"), false, stale.ReasonKept, long},
+		{"kept TRUE", oldRow, keep("TRUE"), false, stale.ReasonKept, long},
+		{"kept True", oldRow, keep("True"), false, stale.ReasonKept, long},
+		{"kept 1", oldRow, keep("1"), false, stale.ReasonKept, long},
+		{"kept t", oldRow, keep("t"), false, stale.ReasonKept, long},
+		{"keep yes is not a boolean: protects", oldRow, keep("yes"), false, stale.ReasonKeepUnparsable, long},
+		{"keep empty is not a boolean: protects", oldRow, keep(""), false, stale.ReasonKeepUnparsable, long},
+		{"keep FALSE", oldRow, keep("FALSE"), true, stale.ReasonStale, long},
+		{"keep 0", oldRow, keep("0"), true, stale.ReasonStale, long},
+		{"no container", stale.Instance{CreatedAt: long, LastAliveAt: long}, stale.Container{}, false, stale.ReasonNoContainer, long},
+		{"two containers carry the label", oldRow, stale.Container{Found: true, State: "exited", Created: long, Labels: managed, SharedLabel: true},
+			false, stale.ReasonSharedLabel, long},
+		{"missing while another container carries the label", oldRow, stale.Container{SharedLabel: true}, false, stale.ReasonSharedLabel, long},
+		{"container without the instance's label", oldRow, stale.Container{Found: true, State: "exited", Created: long},
+			false, stale.ReasonNotManaged, long},
+		{"container labelled for another instance", oldRow, stale.Container{Found: true, State: "exited", Created: long,
+			Labels: map[string]string{stale.LabelInstanceID: "i2"}}, false, stale.ReasonNotManaged, long},
+		{"started later than it finished: a sign of life", oldRow, stale.Container{Found: true, State: "exited", Created: long, Labels: managed,
+			StartedAt: now.Add(-time.Minute), FinishedAt: long}, false, stale.ReasonRecent, now.Add(-time.Minute)},
+		{"exactly at the threshold", stale.Instance{ID: "i1", CreatedAt: long, LastAliveAt: now.Add(-threshold), ContainerID: "c1"}, stopped("exited"),
 			false, stale.ReasonRecent, now.Add(-threshold)},
-		{"just past the threshold", stale.Instance{CreatedAt: long, LastAliveAt: now.Add(-threshold - time.Nanosecond)}, stopped("exited"),
+		{"just past the threshold", stale.Instance{ID: "i1", CreatedAt: long, LastAliveAt: now.Add(-threshold - time.Nanosecond), ContainerID: "c1"}, stopped("exited"),
 			true, stale.ReasonStale, now.Add(-threshold - time.Nanosecond)},
-		{"FinishedAt is later than the row", oldRow, stale.Container{Found: true, State: "exited", Created: long,
+		{"FinishedAt is later than the row", oldRow, stale.Container{Found: true, State: "exited", Created: long, Labels: managed,
 			FinishedAt: now.Add(-time.Minute)}, false, stale.ReasonRecent, now.Add(-time.Minute)},
-		{"zero FinishedAt and no last alive", stale.Instance{CreatedAt: long}, stopped("created"), true, stale.ReasonStale, long},
-		{"redeploy: container just created", oldRow, stale.Container{Found: true, State: "created", Created: now.Add(-time.Minute)},
+		{"zero FinishedAt and no last alive", stale.Instance{ID: "i1", CreatedAt: long, ContainerID: "c1"}, stopped("created"), true, stale.ReasonStale, long},
+		{"redeploy: container just created", oldRow, stale.Container{Found: true, State: "created", Created: now.Add(-time.Minute), Labels: managed},
 			false, stale.ReasonRecent, now.Add(-time.Minute)},
-		{"row just created", stale.Instance{CreatedAt: now.Add(-time.Minute)}, stale.Container{}, false, stale.ReasonRecent, now.Add(-time.Minute)},
+		{"row just created", stale.Instance{CreatedAt: now.Add(-time.Minute), ContainerID: "c1"}, stale.Container{}, false, stale.ReasonRecent, now.Add(-time.Minute)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v := stale.Judge(c.in, c.c, threshold, now)
@@ -90,6 +110,86 @@ func TestJudge(t *testing.T) {
 	// No threshold in force judges nothing stale.
 	if v := stale.Judge(oldRow, stale.Container{}, 0, now); v.Stale {
 		t.Fatal("a zero threshold made an instance stale")
+	}
+}
+
+func TestNewerSignOfLife(t *testing.T) {
+	judged := time.Date(2026, 11, 23, 12, 0, 0, 123456000, time.UTC)
+	for _, c := range []struct {
+		name string
+		last time.Time
+		want bool
+	}{
+		{"same", judged, false},
+		{"nanoseconds the store cannot hold", judged.Add(999 * time.Nanosecond), false},
+		{"one microsecond later", judged.Add(time.Microsecond), true},
+		{"earlier", judged.Add(-time.Second), false},
+	} {
+		if got := stale.NewerSignOfLife(c.last, judged); got != c.want {
+			t.Errorf("%s: NewerSignOfLife = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b": true,
+		"p1":                                   true,
+		"inst-0001":                            true,
+		"01ARZ3NDEKTSV4RRFFQ69G5FAV":           true,
+		"projekt-ä":                            true,
+		"":                                     false,
+		"a b":                                  false,
+		"a\tb":                                 false,
+		"a\x00":                                false,
+		"\xff\xfe":                             false,
+		strings.Repeat("x", stale.MaxIDLen):    true,
+		strings.Repeat("x", stale.MaxIDLen+1):  false,
+	} {
+		if err := stale.ValidID(id); (err == nil) != ok {
+			t.Errorf("ValidID(%q) = %v, want ok=%v", id, err, ok)
+		}
+	}
+}
+
+func TestScope(t *testing.T) {
+	mine, other, unowned := stale.Instance{DockerHost: "a"}, stale.Instance{DockerHost: "b"}, stale.Instance{}
+	for _, c := range []struct {
+		scope                stale.Scope
+		mine, other, unowned bool
+	}{
+		{stale.Scope{Host: "a"}, true, false, false},
+		{stale.Scope{Host: "a", Unowned: true}, true, false, true},
+	} {
+		if c.scope.Judges(mine) != c.mine || c.scope.Judges(other) != c.other || c.scope.Judges(unowned) != c.unowned {
+			t.Errorf("%+v judges mine=%v other=%v unowned=%v", c.scope, c.scope.Judges(mine), c.scope.Judges(other), c.scope.Judges(unowned))
+		}
+	}
+	for _, c := range []struct {
+		mode   string
+		others int
+		want   bool
+	}{
+		{"auto", 0, true}, {"auto", 1, false}, {"true", 3, true}, {"false", 0, false},
+	} {
+		m, err := stale.ParseUnownedMode(c.mode)
+		if err != nil || m.JudgesUnowned(c.others) != c.want {
+			t.Errorf("%s with %d other engines: %v %v, want %v", c.mode, c.others, m.JudgesUnowned(c.others), err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "yes", "AUTO", "1"} {
+		if _, err := stale.ParseUnownedMode(bad); err == nil {
+			t.Errorf("ParseUnownedMode(%q) accepted", bad)
+		}
+	}
+}
+
+func TestIsFullContainerID(t *testing.T) {
+	full := strings.Repeat("0123456789abcdef", 4)
+	for ref, want := range map[string]bool{full: true, full[:12]: false, strings.ToUpper(full): false, "web-1": false, full + "0": false} {
+		if got := stale.IsFullContainerID(ref); got != want {
+			t.Errorf("IsFullContainerID(%q) = %v", ref, got)
+		}
 	}
 }
 

@@ -1,0 +1,230 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/internal/engine"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// checked is what a check saw and judged: the removal is pinned to it.
+type checked struct {
+	in      stale.Instance
+	c       stale.Container
+	verdict stale.Verdict
+}
+
+// errMisconfigured marks a check that cannot judge because of a setting (the
+// threshold out of range, settings unusable): retrying does not help.
+var errMisconfigured = errors.New("misconfigured")
+
+// check re-checks a job against live Docker and the store right before
+// acting. It returns a refusal, or an error if it could not tell.
+func (s *Service) check(ctx context.Context, job store.Job) (checked, *refusal, error) {
+	in, no, err := s.currentRow(ctx, job)
+	if no != nil || err != nil {
+		return checked{in: in}, no, err
+	}
+	if in.ContainerID == "" {
+		return checked{in: in}, refuse(CodeNoContainer, "%s", stale.ReasonNoContainer), nil
+	}
+	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	if err != nil {
+		return checked{in: in}, nil, err
+	}
+	if no, err := s.soleClaimant(ctx, in, c); no != nil || err != nil {
+		return checked{in: in, c: c}, no, err
+	}
+	threshold, err := s.threshold(ctx)
+	if err != nil {
+		return checked{in: in, c: c}, nil, err
+	}
+	now := s.cfg.Now()
+	v := stale.Judge(in, c, threshold, now)
+	ch := checked{in: in, c: c, verdict: v}
+	switch {
+	case v.Reason == stale.ReasonRecent:
+		return ch, refuse(CodeNotStale, "not stale: last alive %s ago, threshold %s", now.Sub(v.LastAlive).Round(time.Second), threshold), nil
+	case !v.Stale:
+		return ch, verdictRefusal(v), nil
+	}
+	if job.Trigger != TriggerSingle {
+		if no := s.massStaleGuard(ctx); no != nil {
+			return ch, no, nil
+		}
+	}
+	return ch, nil, nil
+}
+
+// currentRow reads the job's instance and refuses one this engine may not
+// judge, or whose row names another container than the request.
+func (s *Service) currentRow(ctx context.Context, job store.Job) (stale.Instance, *refusal, error) {
+	in, err := s.store.Instance(ctx, job.InstanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return in, refuse(CodeGone, "instance no longer exists"), nil
+	}
+	if err != nil {
+		return in, nil, err
+	}
+	if no, err := s.ownership(ctx, in, job); no != nil || err != nil {
+		return in, no, err
+	}
+	if in.ContainerID != job.ContainerID {
+		return in, refuse(CodeReplaced, "instance now has container %q, not %q: replaced since the request", in.ContainerID, job.ContainerID), nil
+	}
+	return in, nil, nil
+}
+
+// soleClaimant refuses a container (inspected by whatever the row holds: a
+// full id, a prefix or a name) that does not carry the instance's label, or
+// an instance whose label another container carries too: which of them is
+// the instance is then ambiguous.
+func (s *Service) soleClaimant(ctx context.Context, in stale.Instance, c stale.Container) (*refusal, error) {
+	if c.Found && c.Labels[stale.LabelInstanceID] != in.ID {
+		return refuse(CodeNotManaged, "container does not carry %s=%s", stale.LabelInstanceID, in.ID), nil
+	}
+	claimants, err := engine.Claimants(ctx, s.docker, in.ID, s.cfg.DockerTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if others := slices.DeleteFunc(claimants, func(id string) bool { return c.Found && id == c.ID }); len(others) > 0 {
+		s.metrics.sharedLabels.Inc()
+		return refuse(CodeSharedLabel, "%s: %s", stale.ReasonSharedLabel, shortIDs(others)), nil
+	}
+	return nil, nil
+}
+
+func shortIDs(ids []string) string {
+	out := ""
+	for i, id := range ids {
+		if i > 0 {
+			out += ", "
+		}
+		out += stale.ShortID(id)
+	}
+	return out
+}
+
+// threshold is the stale threshold in force, validated.
+func (s *Service) threshold(ctx context.Context) (time.Duration, error) {
+	var days int64
+	if s.cfg.Threshold == 0 {
+		var err error
+		if days, err = s.store.ThresholdDays(ctx); errors.Is(err, store.ErrSettings) {
+			return 0, fmt.Errorf("%w: %w", errMisconfigured, err)
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	threshold, err := stale.Threshold(s.cfg.Threshold, days)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errMisconfigured, err)
+	}
+	return threshold, nil
+}
+
+// ownership refuses an instance this engine does not judge (only its
+// owner's exporter may look at its container; an unowned one only while the
+// mode allows, read live), or one that moved since the request.
+func (s *Service) ownership(ctx context.Context, in stale.Instance, job store.Job) (*refusal, error) {
+	scope := stale.Scope{Host: s.cfg.DockerHost}
+	if in.DockerHost == "" {
+		others := 0
+		if s.cfg.Unowned == stale.UnownedAuto {
+			var err error
+			if others, err = s.store.OtherEngines(ctx, s.cfg.DockerHost); err != nil {
+				return nil, err
+			}
+		}
+		scope.Unowned = s.cfg.Unowned.JudgesUnowned(others)
+	}
+	switch {
+	case !scope.Judges(in) && in.DockerHost == "":
+		return refuse(CodeNotOwned, "no Docker host owns this instance yet and this exporter does not judge unowned ones "+
+			"(--docker.claim-unowned=%s); its engine's exporter will once it lists the container", s.cfg.Unowned), nil
+	case !scope.Judges(in):
+		return refuse(CodeNotOwned, "instance is owned by Docker host %q: only its exporter judges and removes it", in.DockerHost), nil
+	case !job.DryRun && job.DockerHost != "" && in.DockerHost != job.DockerHost:
+		return refuse(CodeMoved, "instance moved to Docker host %q since the request (for %q)", in.DockerHost, job.DockerHost), nil
+	}
+	return nil, nil
+}
+
+// pinned re-checks a job that has marked its instance removing, right before
+// the removal, whether the mark was made just now or before an interruption:
+// its judgement is not made again (a guard or threshold that changed since
+// must not leave a removal half done), but the live state must still be the
+// one it judged. The row still holds the same container and is still
+// removing; the container the row names is the very container checked (its
+// full id), carries the instance's label alone, is not running, and shows no
+// sign of life newer than the one judged. It returns the full id to remove,
+// or gone for a container no longer there (the engine acted before an
+// interruption).
+func (s *Service) pinned(ctx context.Context, job store.Job) (in stale.Instance, target string, gone bool, no *refusal, err error) {
+	in, no, err = s.currentRow(ctx, job)
+	if no != nil || err != nil {
+		return in, "", false, no, err
+	}
+	if in.Status != stale.StatusRemoving {
+		return in, "", false, refuse(CodeChanged, "instance status changed to %q while it was being removed", in.Status), nil
+	}
+	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	if err != nil {
+		return in, "", false, nil, err
+	}
+	if !c.Found {
+		return s.pinnedGone(ctx, in, job)
+	}
+	if c.ID != job.TargetContainerID {
+		return in, "", false, refuse(CodeReplaced, "%q now names container %s, not the container %s that was checked",
+			job.ContainerID, stale.ShortID(c.ID), stale.ShortID(job.TargetContainerID)), nil
+	}
+	if no, err := s.soleClaimant(ctx, in, c); no != nil || err != nil {
+		return in, "", false, no, err
+	}
+	switch last := stale.LastAlive(in, c); {
+	case c.Running():
+		return in, "", false, refuse(CodeRunning, "%s", stale.ReasonRunning), nil
+	case stale.NewerSignOfLife(last, job.JudgedLastAlive):
+		return in, "", false, refuse(CodeRanAgain, "a sign of life at %s, after the %s that was judged: the container ran again",
+			last.UTC().Format(time.RFC3339Nano), job.JudgedLastAlive.UTC().Format(time.RFC3339Nano)), nil
+	}
+	return in, c.ID, false, nil, nil
+}
+
+// pinnedGone decides a pinned job whose row's reference finds no container:
+// gone if the checked container is gone too (or none was there to check).
+func (s *Service) pinnedGone(ctx context.Context, in stale.Instance, job store.Job) (stale.Instance, string, bool, *refusal, error) {
+	if job.TargetContainerID == "" || job.TargetContainerID == job.ContainerID {
+		return in, "", true, nil, nil
+	}
+	c, err := engine.Inspect(ctx, s.docker, job.TargetContainerID, s.cfg.DockerTimeout)
+	switch {
+	case err != nil:
+		return in, "", false, nil, err
+	case c.Found:
+		return in, "", false, refuse(CodeReplaced, "container %s no longer answers to %q: renamed since it was checked",
+			stale.ShortID(job.TargetContainerID), job.ContainerID), nil
+	}
+	return in, "", true, nil, nil
+}
+
+// massStaleGuard refuses automatic cleanup when too many instances are stale
+// at once: that smells of a broken Docker or clock, not of real staleness.
+func (s *Service) massStaleGuard(ctx context.Context) *refusal {
+	snap, succeeded, _ := s.scans.Latest(ctx)
+	if !succeeded || snap == nil {
+		return refuse(CodeGuard, "mass-stale guard: the latest scan failed, refusing automatic cleanup")
+	}
+	total, staleCount := len(snap.Observations), snap.StaleCount()
+	if total > 0 && float64(staleCount)/float64(total) > s.cfg.MaxStaleRatio {
+		return refuse(CodeGuard, "mass-stale guard: %d of %d instances are stale (more than %.0f%%), refusing automatic cleanup",
+			staleCount, total, 100*s.cfg.MaxStaleRatio)
+	}
+	return nil
+}

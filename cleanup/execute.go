@@ -1,0 +1,221 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"github.com/docker-watcher/stale-exporter/internal/engine"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// execute carries out one claimed job: a new one is checked, then marks its
+// instance removing and pins itself to what it judged; one that had marked
+// before it was interrupted goes straight on. Either way the pin is checked
+// against live state right before the removal.
+func (s *Service) execute(ctx context.Context, job store.Job) {
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+	if job.PreviousStatus == "" {
+		ch, no, err := s.check(ctx, job)
+		switch {
+		case err != nil:
+			s.retryOrFail(ctx, job, ch.in, err)
+			return
+		case no != nil:
+			s.skip(ctx, job, ch.in, no)
+			return
+		}
+		var ok bool
+		if job, ok = s.mark(ctx, job, ch); !ok {
+			return
+		}
+	}
+	in, target, gone, no, err := s.pinned(ctx, job)
+	switch {
+	case err != nil:
+		s.retryOrFail(ctx, job, in, err)
+	case no != nil:
+		s.skip(ctx, job, in, no)
+	case gone:
+		s.recordRemoved(ctx, job, in, nil)
+	default:
+		s.remove(ctx, job, in, target)
+	}
+}
+
+// mark sets the instance removing and pins the job to what was checked: the
+// container's full id as the engine gave it, and the sign of life judged.
+func (s *Service) mark(ctx context.Context, job store.Job, ch checked) (store.Job, bool) {
+	err := s.store.MarkRemoving(ctx, job, ch.in.Status, ch.c.ID, ch.verdict.LastAlive)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		s.logger.Warn("cleanup job taken over by another worker", "job_id", job.ID)
+		return job, false
+	case errors.Is(err, store.ErrStatusChanged):
+		s.skip(ctx, job, ch.in, refuse(CodeChanged, "instance changed while it was checked"))
+		return job, false
+	case err != nil:
+		// If the mark committed and only its answer was lost, the retry
+		// resumes it; if the job cannot be put back either, it is resumed
+		// after its lease.
+		s.retryOrFail(ctx, job, ch.in, err)
+		return job, false
+	}
+	job.PreviousStatus, job.TargetContainerID, job.JudgedLastAlive = ch.in.Status, ch.c.ID, ch.verdict.LastAlive
+	return job, true
+}
+
+// remove removes the pinned container by its full id, never by the name or
+// prefix the row may hold, and never forced: the engine itself refuses to
+// remove a container that started after the last check.
+func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance, target string) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
+	_, err := s.docker.ContainerRemove(rctx, target, client.ContainerRemoveOptions{})
+	cancel()
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+	case cerrdefs.IsConflict(err):
+		s.skip(ctx, job, in, refuse(CodeRunning, "container started before it could be removed: %v", err))
+		return
+	default:
+		// The engine may have removed it and the answer been lost
+		// (connection cut, engine restarting): ask again.
+		c, inspectErr := engine.Inspect(ctx, s.docker, target, s.cfg.DockerTimeout)
+		switch {
+		case inspectErr != nil:
+			// Whether the engine acted is unknown: the job stays
+			// removing and is resumed after its lease, which asks again.
+			s.logger.Warn("remove container: outcome unknown, resuming after the lease", "job_id", job.ID,
+				"container_id", target, "err", err, "inspect_err", inspectErr)
+			return
+		case c.Found:
+			s.retryOrFail(ctx, job, in, fmt.Errorf("remove container %s: %w", target, err))
+			return
+		}
+		s.logger.Warn("container removed though the engine's answer was lost", "job_id", job.ID,
+			"container_id", target, "err", err)
+	}
+	s.recordRemoved(ctx, job, in, err)
+}
+
+// recordRemoved deletes the row of an instance whose container is gone,
+// writes the event and closes the job. If the store fails here, the job is
+// resumed after its lease and finds the container gone.
+func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Instance, lostAnswer error) {
+	err := s.store.FinishRemoved(ctx, job, func(rowKept bool) store.Event { return removedEvent(job, in, rowKept) })
+	if err != nil {
+		s.logger.Error("record cleanup", "job_id", job.ID, "instance_id", job.InstanceID, "err", err)
+		return
+	}
+	s.metrics.cleanups.WithLabelValues(job.Trigger, store.ResultRemoved).Inc()
+	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID,
+		"container_id", job.TargetContainerID, "trigger", job.Trigger, "requested_by", job.RequestedBy, "answer_lost", lostAnswer != nil)
+}
+
+// skip closes a job that may not remove, with its reason.
+func (s *Service) skip(ctx context.Context, job store.Job, in stale.Instance, no *refusal) {
+	if s.finish(ctx, job, in, store.ResultSkipped, no.code, no.reason) {
+		s.metrics.refusals.WithLabelValues(string(no.code)).Inc()
+	}
+}
+
+// retryOrFail puts back a job whose check or removal could not tell, with a
+// backoff that doubles each time, until it has been tried MaxAttempts times;
+// then, or at once for a misconfiguration, it fails with the last reason.
+func (s *Service) retryOrFail(ctx context.Context, job store.Job, in stale.Instance, cause error) {
+	code := failureCode(cause)
+	if code == CodeMisconfigured || job.Attempts >= s.cfg.MaxAttempts {
+		s.finish(ctx, job, in, store.ResultFailed, code, cause.Error())
+		return
+	}
+	backoff := s.cfg.RetryBackoff << min(job.Attempts-1, 10)
+	reason := fmt.Sprintf("retrying in %s (attempt %d of %d): %v", backoff, job.Attempts, s.cfg.MaxAttempts, cause)
+	if err := s.store.RetryJob(ctx, job, string(code), reason, backoff); err != nil {
+		s.logger.Error("put back cleanup job", "job_id", job.ID, "err", err)
+		return
+	}
+	s.logger.Info("cleanup job put back", "job_id", job.ID, "instance_id", job.InstanceID, "reason", reason)
+}
+
+// failureCode is the code of an error that stopped a job.
+func failureCode(err error) Code {
+	if errors.Is(err, errMisconfigured) {
+		return CodeMisconfigured
+	}
+	return CodeUnavailable
+}
+
+// finish closes a job that removed nothing, with an event saying why. It
+// reports whether the job was closed.
+func (s *Service) finish(ctx context.Context, job store.Job, in stale.Instance, result string, code Code, reason string) bool {
+	err := s.store.FinishJob(ctx, job, result, string(code), reason, notRemovedEvent(job, in, result, reason))
+	if err != nil {
+		s.logger.Error("finish cleanup job", "job_id", job.ID, "err", err)
+		return false
+	}
+	s.metrics.cleanups.WithLabelValues(job.Trigger, result).Inc()
+	s.logger.Info("cleanup did not remove", "job_id", job.ID, "instance_id", job.InstanceID, "result", result, "code", code, "reason", reason)
+	return true
+}
+
+// maintainBatch bounds the jobs one maintenance pass expires.
+const maintainBatch = 100
+
+// maintain expires the jobs nobody carried out and prunes this service's
+// old records, every MaintainInterval, until ctx ends.
+func (s *Service) maintain(ctx context.Context) {
+	if s.cfg.JobExpiry <= 0 && s.cfg.Retention <= 0 {
+		return
+	}
+	ticker := time.NewTicker(s.cfg.MaintainInterval)
+	defer ticker.Stop()
+	for {
+		s.Maintain(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Maintain runs one maintenance pass: expiry of the jobs older than
+// JobExpiry that no worker holds (a final result saying why), then retention.
+func (s *Service) Maintain(ctx context.Context) {
+	if s.cfg.JobExpiry > 0 {
+		jobs, err := s.store.ExpirableJobs(ctx, s.cfg.Now().Add(-s.cfg.JobExpiry), maintainBatch)
+		if err != nil {
+			s.logger.Warn("expire cleanup jobs", "err", err)
+		}
+		for _, job := range jobs {
+			host := job.DockerHost
+			if host == "" {
+				host = "(none yet)"
+			}
+			reason := fmt.Sprintf("expired: no exporter of Docker host %s carried it out within %s", host, s.cfg.JobExpiry)
+			in := stale.Instance{ID: job.InstanceID}
+			err := s.store.ExpireJob(ctx, job, store.ResultSkipped, string(CodeExpired), reason, notRemovedEvent(job, in, store.ResultSkipped, reason))
+			if err == nil {
+				s.metrics.cleanups.WithLabelValues(job.Trigger, store.ResultSkipped).Inc()
+				s.metrics.refusals.WithLabelValues(string(CodeExpired)).Inc()
+			} else if !errors.Is(err, store.ErrLeaseLost) {
+				s.logger.Warn("expire cleanup job", "job_id", job.ID, "err", err)
+			}
+		}
+	}
+	if s.cfg.Retention > 0 {
+		pruned, err := s.store.Prune(ctx, s.cfg.Now().Add(-s.cfg.Retention))
+		if err != nil {
+			s.logger.Warn("prune old records", "err", err)
+		}
+		s.metrics.pruned.WithLabelValues("cleanup_jobs").Add(float64(pruned.Jobs))
+		s.metrics.pruned.WithLabelValues("alert_occurrences").Add(float64(pruned.Occurrences))
+		s.metrics.pruned.WithLabelValues("stale_exporter_events").Add(float64(pruned.Events))
+	}
+}

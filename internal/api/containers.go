@@ -1,0 +1,207 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// StaleContainer is one row of GET /api/containers/stale (clients read it too).
+type StaleContainer struct {
+	InstanceID         string  `json:"instance_id"`
+	ContainerID        string  `json:"container_id"`
+	ProjectName        string  `json:"project_name"`
+	StageName          string  `json:"stage_name"`
+	ImageTag           string  `json:"image_tag"`
+	DockerState        string  `json:"docker_state"`
+	LastAlive          string  `json:"last_alive"`
+	DaysSinceLastAlive float64 `json:"days_since_last_alive"`
+}
+
+func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
+	if !noQuery(w, r) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.StoreTimeout)
+	defer cancel()
+	res := a.scans.Result(ctx)
+	if res.Snapshot == nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no recent successful scan: %v", res.Err), nil)
+		return
+	}
+	out := []StaleContainer{}
+	for _, o := range res.Snapshot.Observations {
+		if !o.Verdict.Stale {
+			continue
+		}
+		days := res.Snapshot.ScannedAt.Sub(o.Verdict.LastAlive).Hours() / 24
+		out = append(out, StaleContainer{
+			InstanceID:         o.Instance.ID,
+			ContainerID:        o.Instance.ContainerID,
+			ProjectName:        o.Instance.ProjectName,
+			StageName:          o.Instance.StageName,
+			ImageTag:           o.Instance.ImageTag,
+			DockerState:        o.Container.DockerState(),
+			LastAlive:          o.Verdict.LastAlive.UTC().Format(time.RFC3339),
+			DaysSinceLastAlive: float64(int(days*100)) / 100,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DaysSinceLastAlive > out[j].DaysSinceLastAlive })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// JobView is a cleanup job as the API shows it (clients read it too).
+type JobView struct {
+	JobID       int64  `json:"job_id,omitempty"`
+	InstanceID  string `json:"instance_id"`
+	ContainerID string `json:"container_id"`
+	Trigger     string `json:"trigger"`
+	RequestedBy string `json:"requested_by"`
+	DryRun      bool   `json:"dry_run"`
+	State       string `json:"state"`
+	Result      string `json:"result,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Attempts    int    `json:"attempts"`
+	CreatedAt   string `json:"created_at"`
+	FinishedAt  string `json:"finished_at,omitempty"`
+}
+
+func viewJob(j store.Job) JobView {
+	v := JobView{
+		JobID: j.ID, InstanceID: j.InstanceID, ContainerID: j.ContainerID, Trigger: j.Trigger,
+		RequestedBy: j.RequestedBy, DryRun: j.DryRun, State: j.State, Result: j.Result, Code: j.Code, Reason: j.Reason,
+		Attempts: j.Attempts, CreatedAt: j.CreatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if !j.FinishedAt.IsZero() {
+		v.FinishedAt = j.FinishedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+func viewJobs(jobs []store.Job) []JobView {
+	out := make([]JobView, len(jobs))
+	for i, j := range jobs {
+		out[i] = viewJob(j)
+	}
+	return out
+}
+
+func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
+	id := ps.ByName("id")
+	if err := stale.ValidID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "instance "+err.Error(), nil)
+		return
+	}
+	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		writeError(w, status, err.Error(), nil)
+		return
+	}
+	dryRun, err := ParseSingleRequest(body, r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	job, err := a.svc.Request(r.Context(), id, cleanup.TriggerSingle, requestedBy, dryRun)
+	if errors.Is(err, cleanup.ErrUnknownInstance) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no instance %s", id), nil)
+		return
+	}
+	if err != nil {
+		a.writeStoreError(w, "could not record the cleanup request", err)
+		return
+	}
+	jobs, err := a.wait(r.Context(), []store.Job{job})
+	if err != nil {
+		a.writeStoreError(w, "could not read the cleanup job", err)
+		return
+	}
+	job = jobs[0]
+	view := viewJob(job)
+	switch {
+	case job.State != store.JobDone:
+		writeJSON(w, http.StatusAccepted, view)
+	case job.Result == store.ResultSkipped:
+		writeCodedError(w, http.StatusConflict, job.Code, job.Reason, view)
+	case job.Result == store.ResultFailed:
+		// The engine or the store could not be reached after the retries,
+		// or a setting keeps anything from being judged: unavailable.
+		writeCodedError(w, http.StatusServiceUnavailable, job.Code, job.Reason, view)
+	default:
+		writeJSON(w, http.StatusOK, view)
+	}
+}
+
+func (a *API) wait(ctx context.Context, jobs []store.Job) ([]store.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Wait)
+	defer cancel()
+	return a.svc.Wait(ctx, jobs)
+}
+
+// BulkResponse is the answer of a bulk cleanup.
+type BulkResponse struct {
+	Stale     int       `json:"stale"`
+	Requested int       `json:"requested"`
+	Results   []JobView `json:"results"`
+}
+
+func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
+	if ps.ByName("id") != "cleanup" {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
+		return
+	}
+	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		writeError(w, status, err.Error(), nil)
+		return
+	}
+	req, err := ParseBulkRequest(body, r.URL.RawQuery, a.cfg.MaxPerRequest)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	jobs, staleCount, err := a.svc.Bulk(r.Context(), req.Max, requestedBy, req.DryRun)
+	if err != nil {
+		a.writeStoreError(w, "bulk cleanup", err)
+		return
+	}
+	if jobs, err = a.wait(r.Context(), jobs); err != nil {
+		a.writeStoreError(w, "could not read the cleanup jobs", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, BulkResponse{Stale: staleCount, Requested: len(jobs), Results: viewJobs(jobs)})
+}
+
+func (a *API) listCleanups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
+	query, err := parseQuery(r.URL.RawQuery, "limit")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	limit := 100
+	if raw, ok := query["limit"]; ok {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to 1000, got %q", raw), nil)
+			return
+		}
+		limit = n
+	}
+	jobs, err := a.svc.RecentJobs(r.Context(), limit)
+	if err != nil {
+		a.writeStoreError(w, "list cleanups", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJobs(jobs))
+}

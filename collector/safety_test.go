@@ -110,8 +110,8 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 		stale bool
 		state string
 	}{
-		byName:            {false, "running"},
-		unlabelled:        {false, "running"},
+		byName:     {false, "running"},
+		unlabelled: {false, "running"},
 		// Not the instance's by its label: never stale, as cleanup would
 		// never remove it.
 		stoppedUnlabelled: {false, "created"},
@@ -141,7 +141,7 @@ func TestSettingsAreReadExactly(t *testing.T) {
 	docker := testenv.Docker(t)
 	for _, c := range []struct {
 		name, setup, errorHas string
-		keyValue             bool
+		keyValue              bool
 	}{
 		{"no row", "DELETE FROM settings", "has no stale_threshold_days", false},
 		{"NULL", "ALTER TABLE settings ALTER COLUMN stale_threshold_days DROP NOT NULL; UPDATE settings SET stale_threshold_days = NULL", "is NULL", false},

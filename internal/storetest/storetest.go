@@ -144,3 +144,45 @@ func (db *DB) Exec(tb testing.TB, sql string, args ...any) {
 		tb.Fatalf("exec %q: %v", sql, err)
 	}
 }
+
+// HoldRow locks an instance row FOR UPDATE in a transaction of its own, as a
+// platform busy with that row would, and returns the function that releases
+// it. A cleanup's mark then waits: the window between its check and its
+// removal is held open for as long as a test needs.
+func (db *DB) HoldRow(tb testing.TB, id string) (release func()) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		tb.Fatalf("begin: %v", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM instances WHERE id::text = $1 FOR UPDATE", id); err != nil {
+		_ = tx.Rollback(ctx)
+		tb.Fatalf("lock instance %s: %v", id, err)
+	}
+	done := false
+	release = func() {
+		if !done {
+			done = true
+			if err := tx.Commit(ctx); err != nil {
+				tb.Errorf("release instance %s: %v", id, err)
+			}
+		}
+	}
+	tb.Cleanup(release)
+	return release
+}
+
+// WaitForLockWaiter waits until another session of the database waits for a
+// row lock (a cleanup's mark behind HoldRow).
+func (db *DB) WaitForLockWaiter(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if db.Count(tb, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatal("no session came to wait for the held row within 30s")
+}

@@ -238,6 +238,8 @@ type ContainerSpec struct {
 	Exit bool
 	// RestartAlways restarts the container with its engine.
 	RestartAlways bool
+	// Name names the container (the engine picks one otherwise).
+	Name string
 }
 
 // NewContainer creates (and maybe starts) a container from the test image and
@@ -254,7 +256,7 @@ func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string 
 	if spec.RestartAlways {
 		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
 	}
-	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host})
+	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host, Name: spec.Name})
 	if err != nil {
 		tb.Fatalf("create container: %v", err)
 	}
@@ -291,5 +293,19 @@ func WaitExited(ctx context.Context, cli *client.Client, id string) (container.I
 			return container.InspectResponse{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// RunAgain starts a stopped container made with Exit and waits until it has
+// exited again: a sign of life newer than any taken before.
+func RunAgain(tb testing.TB, cli *client.Client, id string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		tb.Fatalf("start container %s again: %v", id, err)
+	}
+	if _, err := WaitExited(ctx, cli, id); err != nil {
+		tb.Fatalf("wait for container %s to exit: %v", id, err)
 	}
 }

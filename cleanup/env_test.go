@@ -2,6 +2,7 @@ package cleanup_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -69,6 +70,8 @@ type envOptions struct {
 	// wrapStore wraps the service's store, to inject faults.
 	wrapStore    func(cleanup.Store) cleanup.Store
 	storeTimeout time.Duration
+	// wait is how long a cleanup request waits for its job (default 20s).
+	wait time.Duration
 }
 
 // env is one stale-exporter's cleanup side over a real database and engine,
@@ -156,7 +159,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	}
 	router := httprouter.New()
 	api.New(svc, scanner, db.Store, api.Config{
-		Tokens: tokens, Wait: 20 * time.Second, MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
+		Tokens: tokens, Wait: cmp.Or(opts.wait, 20*time.Second), MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
 	}, reg, logger).Register(router)
 	router.NotFound = api.NotFound(http.NotFoundHandler())
 	srv := httptest.NewServer(router)

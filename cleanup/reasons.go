@@ -13,12 +13,12 @@ type Code string
 
 // The codes of refusals (skips) and failures.
 const (
-	CodeGone          Code = "gone"           // the instance no longer exists
-	CodeNotOwned      Code = "not_owned"      // another engine (or none yet) owns it
-	CodeMoved         Code = "moved"          // it moved to another engine since the request
-	CodeReplaced      Code = "replaced"       // it names another container than the one asked for or checked
-	CodeNotManaged    Code = "not_managed"    // its container lacks the instance's label
-	CodeSharedLabel   Code = "shared_label"   // two containers carry the instance's label
+	CodeGone          Code = "gone"         // the instance no longer exists
+	CodeNotOwned      Code = "not_owned"    // another engine (or none yet) owns it
+	CodeMoved         Code = "moved"        // it moved to another engine since the request
+	CodeReplaced      Code = "replaced"     // it names another container than the one asked for or checked
+	CodeNotManaged    Code = "not_managed"  // its container lacks the instance's label
+	CodeSharedLabel   Code = "shared_label" // two containers carry the instance's label
 	CodeRunning       Code = "instance_running"
 	CodeNotStale      Code = "not_stale"
 	CodeRemoving      Code = "removing" // being removed by another job

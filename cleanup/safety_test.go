@@ -3,11 +3,15 @@ package cleanup_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
@@ -292,5 +296,175 @@ func TestHangingStoreAnswers503(t *testing.T) {
 	hanging.hung.Store(false)
 	if !e.containerExists(cid) || e.db.Count(t, "SELECT count(*) FROM cleanup_jobs") != 0 {
 		t.Fatal("a request that answered 503 left a job or removed the container")
+	}
+}
+
+// Item 9: a row without a container was reported stale and would_remove,
+// but every real cleanup was skipped as "changed" (comparing '' with NULL),
+// forever. It is its own state now: never stale, refused with that reason.
+func TestInstanceWithoutAContainer(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.runningInstances(3)
+	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-30 * 24 * time.Hour)})
+	e.db.Exec(t, "UPDATE instances SET container_id = NULL WHERE id = $1", id)
+	r := e.scanner.Rescan(context.Background())
+	if r.Snapshot.StaleCount() != 0 {
+		t.Fatalf("a row without a container counted stale")
+	}
+	for _, path := range []string{"?dry_run=true", ""} {
+		res := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup"+path, auth.RoleOperator, "", nil)
+		if res.status != http.StatusConflict || res.Code != string(cleanup.CodeNoContainer) {
+			t.Fatalf("cleanup%s: %d %s %q, want 409 no_container", path, res.status, res.Code, res.Error)
+		}
+	}
+	if !e.instanceExists(id) || e.instanceStatus(id) != stale.StatusStopped {
+		t.Fatal("the row without a container was changed")
+	}
+}
+
+// Item 10: only "true" counted as keep, so docker-watcher.keep=TRUE gave no
+// protection. Any boolean spelling keeps; a value that is not a boolean
+// keeps too, and says why.
+func TestKeepLabelIsABoolean(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.runningInstances(6)
+	for value, code := range map[string]cleanup.Code{"TRUE": cleanup.CodeKept, "True": cleanup.CodeKept, "1": cleanup.CodeKept,
+		"yes": cleanup.CodeKept, "": cleanup.CodeKept} {
+		id, cid := e.instanceWith(testenv.ContainerSpec{})
+		// The label set at creation: replace the container with a kept one.
+		e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, testenv.NewContainer(t, e.docker.Client,
+			testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id, stale.LabelKeep: value}}))
+		if _, err := e.docker.Client.ContainerRemove(context.Background(), cid, client.ContainerRemoveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
+		if res.status != http.StatusConflict || res.Code != string(code) {
+			t.Errorf("keep=%q: %d %s %q, want 409 %s", value, res.status, res.Code, res.Error, code)
+		}
+	}
+	if e.docker.removes.Load() != 0 {
+		t.Fatalf("%d kept containers removed", e.docker.removes.Load())
+	}
+}
+
+// Item 11: a numeric threshold of 1.4 was rounded to 1 day and a 30-hour-old
+// instance removed; two settings rows let a no-op UPDATE choose the
+// threshold. Anything but one integer fails every cleanup, naming it.
+func TestUnusableSettingsRemoveNothing(t *testing.T) {
+	for _, c := range []struct{ name, setup, has string }{
+		{"1.4 days", "ALTER TABLE settings ALTER COLUMN stale_threshold_days TYPE numeric; UPDATE settings SET stale_threshold_days = 1.4", `"1.4"`},
+		{"two rows", "ALTER TABLE settings DROP CONSTRAINT settings_pkey, DROP CONSTRAINT settings_id_check; INSERT INTO settings VALUES (false, 1)", "more than one"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{storeThreshold: true, now: time.Now})
+			e.runningInstances(3)
+			id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-30 * time.Hour), LastAliveAt: time.Now().Add(-30 * time.Hour)})
+			cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+			e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+			e.db.Exec(t, "UPDATE settings SET stale_threshold_days = 2")
+			e.db.Exec(t, c.setup)
+			res := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
+			if res.status != http.StatusServiceUnavailable || res.Code != string(cleanup.CodeMisconfigured) || !strings.Contains(res.Error, c.has) {
+				t.Fatalf("cleanup: %d %s %q, want 503 misconfigured naming %s", res.status, res.Code, res.Error, c.has)
+			}
+			if !e.containerExists(cid) || !e.instanceExists(id) {
+				t.Fatal("removed with an unusable threshold")
+			}
+		})
+	}
+}
+
+// Item 14: with the owning engine unreachable a cleanup answered 500 with
+// its job failed. The job is tried again with a backoff (202 meanwhile, the
+// last reason kept) and removes once the engine answers; one whose engine
+// never answers fails after its tries, answered 503 with the reason. No
+// job result is a 500.
+func TestUnreachableEngineIsRetriedNot500(t *testing.T) {
+	testenv.Docker(t)
+	var down atomic.Bool
+	down.Store(true)
+	host := testenv.DockerProxy(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !down.Load() {
+			return false
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	e := newEnv(t, envOptions{dockerHost: host, wait: time.Second})
+	e.runningInstances(3)
+	id, cid := e.staleInstance("shop")
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
+	job := decode[jobJSON](t, r.Data)
+	if r.status != http.StatusAccepted || job.State != store.JobPending || !strings.Contains(job.Reason, "retrying") {
+		t.Fatalf("engine down: %d %+v %q, want 202 with a pending job saying it retries", r.status, job, r.Error)
+	}
+	down.Store(false)
+	if result, reason := e.waitJobs(id); result != store.ResultRemoved || e.containerExists(cid) {
+		t.Fatalf("once the engine answers: %s %q", result, reason)
+	}
+
+	down.Store(true)
+	id, cid = e.staleInstance("shop")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r = e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			break
+		}
+	}
+	if r.status != http.StatusServiceUnavailable || r.Code != string(cleanup.CodeUnavailable) || !strings.Contains(r.Error, "inspect container") {
+		t.Fatalf("engine never back: %d %s %q, want 503 unavailable with the last reason", r.status, r.Code, r.Error)
+	}
+	down.Store(false)
+	if !e.containerExists(cid) || e.instanceStatus(id) != stale.StatusStopped {
+		t.Fatal("a failed job changed the container or the row")
+	}
+}
+
+// Item 18: a job for an engine whose exporter never comes back stayed
+// pending, answered 202, forever; records were never deleted. Expiry closes
+// it with its reason; retention deletes what is older than it.
+func TestJobsExpireAndRecordsArePruned(t *testing.T) {
+	e := newEnv(t, envOptions{wait: 500 * time.Millisecond})
+	e.runningInstances(1)
+	id, cid := e.staleInstance("shop")
+	e.db.Exec(t, "UPDATE instances SET docker_host = 'gone-host' WHERE id = $1", id)
+	job, err := e.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false)
+	if err != nil || job.State != store.JobPending {
+		t.Fatalf("request: %+v %v", job, err)
+	}
+	e.db.Exec(t, "UPDATE cleanup_jobs SET created_at = now() - interval '2 days' WHERE id = $1", job.ID)
+	svc := cleanup.NewService(e.db.Store, e.docker, e.scanner, cleanup.Config{DockerHost: testHost, Workers: 1,
+		JobExpiry: 24 * time.Hour, Retention: 30 * 24 * time.Hour}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	svc.Maintain(context.Background())
+	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("a new request after the expiry: %d %q (it makes a new job, pending for its host)", r.status, r.Error)
+	}
+	var result, code, reason string
+	if err := e.db.Pool.QueryRow(context.Background(), "SELECT result, reason_code, reason FROM cleanup_jobs WHERE id = $1", job.ID).Scan(&result, &code, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if result != store.ResultSkipped || code != string(cleanup.CodeExpired) || !strings.Contains(reason, `gone-host`) {
+		t.Fatalf("expired job: %s %s %q", result, code, reason)
+	}
+	if !e.containerExists(cid) || e.instanceStatus(id) != stale.StatusStopped {
+		t.Fatal("expiry touched the container or the row")
+	}
+	// Retention: records older than it go, newer ones stay.
+	e.db.Exec(t, "UPDATE cleanup_jobs SET finished_at = now() - interval '40 days' WHERE id = $1", job.ID)
+	e.db.Exec(t, `INSERT INTO alert_occurrences (fingerprint, starts_at, last_seen_at) VALUES ('old', now(), now() - interval '40 days'),
+		('recent', now(), now())`)
+	svc.Maintain(context.Background())
+	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE id = $1", job.ID); n != 0 {
+		t.Error("a job finished 40 days ago was kept past a 30-day retention")
+	}
+	if n := e.db.Count(t, "SELECT count(*) FROM alert_occurrences"); n != 1 {
+		t.Errorf("%d alert occurrences, want the recent one only", n)
+	}
+	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND state <> 'done'", id); n != 1 {
+		t.Error("retention deleted a job in flight")
 	}
 }

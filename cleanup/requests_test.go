@@ -79,9 +79,9 @@ func TestRequestsThatSayDryRunRemoveNothing(t *testing.T) {
 		{"webhook status in two cases", http.MethodPost, hook, auth.RoleAlertmanager, false, "application/json",
 			alert(`"status":"resolved","Status":"firing",` + labels), 400, "differ only in case"},
 		{"webhook labels in two cases", http.MethodPost, hook, auth.RoleAlertmanager, false, "application/json",
-			alert(`"status":"firing","labels":{"alertname":"StaleContainer","instance_id":"`+id+`"},"Labels":{"action":"cleanup"}`), 400, "differ only in case"},
+			alert(`"status":"firing","labels":{"alertname":"StaleContainer","instance_id":"` + id + `"},"Labels":{"action":"cleanup"}`), 400, "differ only in case"},
 		{"webhook Labels alone", http.MethodPost, hook, auth.RoleAlertmanager, false, "application/json",
-			alert(`"status":"firing","Labels":{"alertname":"StaleContainer","instance_id":"`+id+`","action":"cleanup"}`), 400, "case-sensitive"},
+			alert(`"status":"firing","Labels":{"alertname":"StaleContainer","instance_id":"` + id + `","action":"cleanup"}`), 400, "case-sensitive"},
 		{"webhook with a query", http.MethodPost, hook + "?dry_run=false", auth.RoleAlertmanager, false, "application/json", alert(`"status":"firing",` + labels), 400, "unknown query parameter"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -300,7 +300,7 @@ func TestHangingStoreAnswers503(t *testing.T) {
 }
 
 // Item 9: a row without a container was reported stale and would_remove,
-// but every real cleanup was skipped as "changed" (comparing '' with NULL),
+// but every real cleanup was skipped as "changed" (comparing ” with NULL),
 // forever. It is its own state now: never stale, refused with that reason.
 func TestInstanceWithoutAContainer(t *testing.T) {
 	e := newEnv(t, envOptions{})

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -161,3 +162,67 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 
 // testHost names the engine of the tests' exporters.
 const testHost = "test-engine"
+
+// Engines register by their heartbeat; a job of an unowned instance is
+// claimed in auto mode only while no other engine is registered, and again
+// once an operator removed the other's registration (audited).
+func TestEngineRegistryDecidesUnownedJobs(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	id := db.AddInstance(t, storetest.Instance{ContainerID: "abc"})
+	if others, err := db.Store.Register(ctx, "host-a"); err != nil || others != 0 {
+		t.Fatalf("register host-a: %d %v", others, err)
+	}
+	if _, _, err := db.Store.EnqueueJob(ctx, store.JobRequest{InstanceID: id, ContainerID: "abc", Trigger: "single", RequestedBy: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if others, err := db.Store.Register(ctx, "host-b"); err != nil || others != 1 {
+		t.Fatalf("register host-b: %d %v", others, err)
+	}
+	for mode, want := range map[stale.UnownedMode]bool{stale.UnownedAuto: false, stale.UnownedOff: false} {
+		if _, ok, err := db.Store.ClaimJob(ctx, time.Minute, "host-a", mode); err != nil || ok != want {
+			t.Errorf("claim in mode %s with another engine registered: %v %v, want %v", mode, ok, err, want)
+		}
+	}
+	if err := db.Store.ForgetEngine(ctx, "host-c", "admin"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("forget an engine never registered: %v", err)
+	}
+	if err := db.Store.ForgetEngine(ctx, "host-b", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message LIKE '%host-b% removed by admin'"); n != 1 {
+		t.Errorf("%d events for the removed registration, want 1", n)
+	}
+	if _, ok, err := db.Store.ClaimJob(ctx, time.Minute, "host-a", stale.UnownedAuto); err != nil || !ok {
+		t.Fatalf("claim in auto mode once alone again: %v %v", ok, err)
+	}
+	engines, err := db.Store.Engines(ctx)
+	if err != nil || len(engines) != 1 || engines[0].Name != "host-a" {
+		t.Fatalf("engines: %+v %v", engines, err)
+	}
+}
+
+// An alert occurrence is recorded once; its repeats renew last_seen_at, so
+// that retention forgets it only once Alertmanager stopped sending it.
+func TestAlertRepeatsRenewTheOccurrence(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	occ := store.AlertOccurrence{Fingerprint: "f", StartsAt: time.Now().Truncate(time.Second), InstanceID: "any-id"}
+	event := store.Event{Severity: store.SeverityWarning, Message: "stale"}
+	if recorded, _, err := db.Store.RecordAlert(ctx, occ, event, nil); err != nil || !recorded {
+		t.Fatalf("first: %v %v", recorded, err)
+	}
+	db.Exec(t, "UPDATE alert_occurrences SET last_seen_at = now() - interval '100 days'")
+	if recorded, _, err := db.Store.RecordAlert(ctx, occ, event, nil); err != nil || recorded {
+		t.Fatalf("repeat: %v %v, want not recorded", recorded, err)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM alert_occurrences WHERE last_seen_at > now() - interval '1 minute'"); n != 1 {
+		t.Fatal("a repeat did not renew the occurrence")
+	}
+	if _, err := db.Store.Prune(ctx, time.Now().Add(-90*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Count(t, "SELECT count(*) FROM alert_occurrences"); n != 1 {
+		t.Fatal("retention forgot an occurrence Alertmanager still sends")
+	}
+}

@@ -1,15 +1,19 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/app"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
@@ -50,6 +54,43 @@ func TestValidate(t *testing.T) {
 	}
 	if err := config("").Validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)
+	}
+}
+
+// A tokens file others may read or write is accepted with a warning, as ssh
+// warns of a key with loose permissions.
+func TestTokensFileWithLoosePermissionsWarns(t *testing.T) {
+	testenv.Docker(t)
+	db := storetest.New(t)
+	path := filepath.Join(t.TempDir(), "tokens.yml")
+	_, entry, err := auth.NewToken("a", auth.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := auth.FormatEntries(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mode, warns := range map[os.FileMode]bool{0o644: true, 0o600: false} {
+		if err := os.WriteFile(path, []byte(file), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		cfg := config(db.DSN)
+		cfg.TokensFile = path
+		exporter, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = exporter.Run(ctx)
+		if got := strings.Contains(logs.String(), "chmod 600"); got != warns {
+			t.Errorf("mode %#o: warned %v, want %v:\n%s", mode, got, warns, logs.String())
+		}
 	}
 }
 

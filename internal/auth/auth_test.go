@@ -20,6 +20,7 @@ func TestLoadTokensRefusesBadFiles(t *testing.T) {
 		"unknown field":         {"tokens:\n  - {name: a, role: viewer, token: secret}\n", "token"},
 		"empty":                 {"tokens: []\n", "no tokens"},
 		"not YAML":              {"tokens: [\n", "parse"},
+		"two documents":         {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n---\ntokens:\n  - {name: b, role: admin, sha256: " + digest[1:] + "0}\n", "more than one YAML document"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "tokens.yml")

@@ -112,7 +112,7 @@ func main() {
 			// Shown once, in the init container's log, for the operator.
 			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
 		}
-	case client.List.FullCommand(), client.Cleanup.FullCommand():
+	case client.List.FullCommand(), client.Cleanup.FullCommand(), client.Engines.FullCommand(), client.Forget.FullCommand():
 		if err := client.Run(context.Background(), command, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)

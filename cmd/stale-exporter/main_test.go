@@ -225,15 +225,26 @@ func TestOperatorCommands(t *testing.T) {
 	if _, err := docker.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{}); err == nil {
 		t.Fatal("the container is still there")
 	}
+	var engine string
+	if err := db.Pool.QueryRow(context.Background(), "SELECT name FROM stale_exporter_engines").Scan(&engine); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := run("engines", url, "--token-file="+tokenFile); code != 0 || !strings.Contains(out, "LAST SEEN") || !strings.Contains(out, engine+" ") {
+		t.Fatalf("engines: %d %s", code, out)
+	}
+	if out, _, code := run("engines", "forget", url, "--token-file="+tokenFile, engine); code != 0 || !strings.Contains(out, "forgot engine "+engine) {
+		t.Fatalf("engines forget: %d %s", code, out)
+	}
 	for name, args := range map[string][]string{
-		"unreachable":   {"list", "--url=http://127.0.0.1:1"},
-		"bad token":     {"list", url, "--token-file=" + tokens},
-		"no ids":        {"cleanup", url, "--token-file=" + tokenFile},
-		"ids and --all": {"cleanup", url, "--token-file=" + tokenFile, "--all", id},
-		"unknown id":    {"cleanup", url, "--token-file=" + tokenFile, "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"},
+		"forget unknown": {"engines", "forget", url, "--token-file=" + tokenFile, "no-such-engine"},
+		"unreachable":    {"list", "--url=http://127.0.0.1:1"},
+		"bad token":      {"list", url, "--token-file=" + tokens},
+		"no ids":         {"cleanup", url, "--token-file=" + tokenFile},
+		"ids and --all":  {"cleanup", url, "--token-file=" + tokenFile, "--all", id},
+		"unknown id":     {"cleanup", url, "--token-file=" + tokenFile, "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"},
 	} {
 		out, errOut, code := run(args...)
-		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "stale-exporter "+args[0]+": ") {
+		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "stale-exporter "+args[0]) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and one line", name, code, out, errOut)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -165,15 +166,39 @@ func (c *Client) CleanupAll(ctx context.Context, w io.Writer, dryRun bool) error
 	return nil
 }
 
-// Commands are the operator commands added to the binary's command line.
-type Commands struct {
-	List, Cleanup  *kingpin.CmdClause
-	url, tokenFile string
-	ids            []string
-	all, dryRun    bool
+// Engines prints the Docker engines registered with the store and their
+// exporters' latest heartbeat.
+func (c *Client) Engines(ctx context.Context, w io.Writer) error {
+	var rows []api.EngineView
+	if _, err := c.call(ctx, http.MethodGet, "/api/engines", nil, &rows); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENGINE\tFIRST SEEN\tLAST SEEN")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.FirstSeen, r.LastSeen)
+	}
+	return tw.Flush()
 }
 
-// AddCommands adds list and cleanup to app.
+// ForgetEngine removes an engine's registration (role admin; audited).
+func (c *Client) ForgetEngine(ctx context.Context, w io.Writer, name string) error {
+	if _, err := c.call(ctx, http.MethodDelete, "/api/engines/"+url.PathEscape(name), nil, nil); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "forgot engine %s\n", name)
+	return err
+}
+
+// Commands are the operator commands added to the binary's command line.
+type Commands struct {
+	List, Cleanup, Engines, Forget *kingpin.CmdClause
+	url, tokenFile, engine         string
+	ids                            []string
+	all, dryRun                    bool
+}
+
+// AddCommands adds list, cleanup and engines to app.
 func AddCommands(app *kingpin.Application) *Commands {
 	c := &Commands{}
 	c.List = app.Command("list", "Print the stale instances of a running exporter.")
@@ -181,7 +206,12 @@ func AddCommands(app *kingpin.Application) *Commands {
 	c.Cleanup.Arg("id", "Instance ids.").StringsVar(&c.ids)
 	c.Cleanup.Flag("all", "Every stale instance (role admin).").BoolVar(&c.all)
 	c.Cleanup.Flag("dry-run", "Report what would be removed; remove nothing.").BoolVar(&c.dryRun)
-	for _, cmd := range []*kingpin.CmdClause{c.List, c.Cleanup} {
+	engines := app.Command("engines", "The Docker engines registered with the store.")
+	c.Engines = engines.Command("list", "Print the registered engines and their latest heartbeat.").Default()
+	c.Forget = engines.Command("forget", "Remove the registration of a retired engine (role admin; audited), so that "+
+		"--docker.claim-unowned=auto judges unowned instances again once it was the only other one.")
+	c.Forget.Arg("name", "The engine's name (its docker_host).").Required().StringVar(&c.engine)
+	for _, cmd := range []*kingpin.CmdClause{c.List, c.Cleanup, c.Engines, c.Forget} {
 		cmd.Flag("url", "The exporter's address.").Default("http://127.0.0.1:9817").StringVar(&c.url)
 		cmd.Flag("token-file", "File holding the API token (else $"+TokenEnv+").").StringVar(&c.tokenFile)
 	}
@@ -197,6 +227,10 @@ func (c *Commands) Run(ctx context.Context, command string, w io.Writer) error {
 	switch {
 	case command == c.List.FullCommand():
 		return client.List(ctx, w)
+	case command == c.Engines.FullCommand():
+		return client.Engines(ctx, w)
+	case command == c.Forget.FullCommand():
+		return client.ForgetEngine(ctx, w, c.engine)
 	case c.all && len(c.ids) > 0:
 		return errors.New("give instance ids or --all, not both")
 	case c.all:

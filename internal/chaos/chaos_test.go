@@ -22,6 +22,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
@@ -38,22 +39,51 @@ const threshold = 8 * time.Second
 // The kinds of instance the suite creates. Only stale ones may be removed.
 const (
 	kindStale    = "stale"    // created-only container, row old
+	kindNamed    = "named"    // stale, and the row holds the container's name, not its id
 	kindRunning  = "running"  // container runs
-	kindKept     = "kept"     // stopped, labelled docker-watcher.keep=true
+	kindKept     = "kept"     // stopped, labelled docker-watcher.keep=TRUE
 	kindYoung    = "young"    // stopped, but the platform saw it alive just now
 	kindReplaced = "replaced" // requests name its old container; the row holds a new one
+	kindShared   = "shared"   // stale row, and a running container carries the same label
+	// kindRedeploy: alive to the platform, which replaces its container
+	// under the same name over and over while the faults go on; the row
+	// holds the name.
+	kindRedeploy = "redeploy"
 )
+
+// platformTables are the platform's tables as a platform with text ids that
+// are not UUIDs keeps them (the suite's ids are "chaos-..."), with an
+// event_log keeping those ids as text.
+const platformTables = `
+CREATE TABLE projects (id text PRIMARY KEY DEFAULT 'p-' || md5(random()::text), name text NOT NULL UNIQUE);
+CREATE TABLE stages (id text PRIMARY KEY DEFAULT 's-' || md5(random()::text), project_id text NOT NULL, name text NOT NULL,
+    UNIQUE (project_id, name));
+CREATE TABLE instances (
+    id text PRIMARY KEY, stage_id text NOT NULL, project_id text NOT NULL, container_id text, image_tag text,
+    status text NOT NULL DEFAULT 'stopped', last_alive_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE event_log (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), severity text NOT NULL,
+    source text NOT NULL, message text NOT NULL, project_id text, instance_id text, details jsonb);
+`
 
 type instance struct {
 	id, kind, containerID string
 	// oldContainerID is the replaced container requests name.
 	oldContainerID string
+	// name is the container's name, for the kinds whose row holds it.
+	name string
+	// otherContainerID is the running container that carries the same
+	// label, for kindShared.
+	otherContainerID string
 }
 
 // requestContainer is the container a cleanup request names.
 func (in instance) requestContainer() string {
-	if in.oldContainerID != "" {
+	switch {
+	case in.oldContainerID != "":
 		return in.oldContainerID
+	case in.name != "":
+		return in.name
 	}
 	return in.containerID
 }
@@ -98,6 +128,13 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	}
 	conn.Close(ctx)
 	dsn := pg.DSN("platform")
+	if conn, err = pgx.Connect(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, platformTables); err != nil {
+		t.Fatalf("create the platform's tables: %v", err)
+	}
+	conn.Close(ctx)
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +190,8 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	for i := range s.addrs {
 		s.startExporter(i)
 	}
-	keepYoungAlive(t, pool, s.of(kindYoung))
+	keepYoungAlive(t, pool, append(s.of(kindYoung), s.of(kindRedeploy)...))
+	redeploys := s.redeployLoop()
 	time.Sleep(threshold) // the stale containers age past the threshold
 
 	faults := []struct {
@@ -191,6 +229,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 		t.Logf("fault %d, %s: survived; %d removed so far; %d disagreements", i+1, f.name, s.removedCount(), n)
 	}
 	t.Logf("DELETE answers dropped after the engine acted: %d", dropped.Load())
+	t.Logf("containers replaced under their name while cleanups ran: %d", redeploys())
 
 	// Faults over: one bulk cleanup removes every stale instance left.
 	if status := s.post(s.addrs[0], "/api/containers/stale/cleanup", s.admin, `{"max": 100}`); status != http.StatusOK {
@@ -209,7 +248,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	}
 	s.mu.Unlock()
 	t.Logf("%d faults injected and survived; %d instances (%d stale removed, %d protected kept); %d disagreements",
-		len(faults), len(s.instances), s.removedCount(), len(s.instances)-len(s.of(kindStale)), disagreements)
+		len(faults), len(s.instances), s.removedCount(), len(s.protected), disagreements)
 }
 
 func (s *suite) startExporter(i int) {
@@ -246,14 +285,16 @@ func (s *suite) createInstances(batches, size int) {
 	s.t.Helper()
 	ctx := context.Background()
 	old := time.Now().Add(-time.Hour)
+	n := 0
 	add := func(kind string, labels map[string]string, start bool) instance {
-		var id string
-		err := s.pool.QueryRow(ctx, `
+		n++
+		id := fmt.Sprintf("chaos-%s-%04d", kind, n)
+		_, err := s.pool.Exec(ctx, `
 			WITH p AS (INSERT INTO projects (name) VALUES ('chaos') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id),
 			s AS (INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM p
 				ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id, project_id)
-			INSERT INTO instances (stage_id, project_id, image_tag, status, created_at, last_alive_at)
-			SELECT s.id, s.project_id, $1, 'stopped', $2, $2 FROM s RETURNING id::text`, kind, old).Scan(&id)
+			INSERT INTO instances (id, stage_id, project_id, image_tag, status, created_at, last_alive_at)
+			SELECT $1, s.id, s.project_id, $2, 'stopped', $3, $3 FROM s`, id, kind, old)
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -261,24 +302,40 @@ func (s *suite) createInstances(batches, size int) {
 		for k, v := range labels {
 			l[k] = v
 		}
-		in := instance{id: id, kind: kind, containerID: testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: start})}
-		if kind == kindReplaced {
+		in := instance{id: id, kind: kind}
+		if kind == kindNamed || kind == kindRedeploy {
+			in.name = id
+		}
+		in.containerID = testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: start, Name: in.name})
+		switch kind {
+		case kindReplaced:
 			in.oldContainerID = in.containerID
 			in.containerID = testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: true})
+		case kindShared:
+			in.otherContainerID = testenv.NewContainer(s.t, s.docker, testenv.ContainerSpec{Labels: l, Start: true})
 		}
 		status := stale.StatusStopped
 		if start || kind == kindReplaced {
 			status = stale.StatusRunning
 		}
-		if _, err := s.pool.Exec(ctx, "UPDATE instances SET container_id = $2, status = $3 WHERE id = $1", id, in.containerID, status); err != nil {
+		if _, err := s.pool.Exec(ctx, "UPDATE instances SET container_id = $2, status = $3 WHERE id = $1", id, in.requestContainer(), status); err != nil {
 			s.t.Fatal(err)
+		}
+		if kind == kindReplaced {
+			if _, err := s.pool.Exec(ctx, "UPDATE instances SET container_id = $2 WHERE id = $1", id, in.containerID); err != nil {
+				s.t.Fatal(err)
+			}
 		}
 		return in
 	}
 	for range batches {
 		var batch []instance
-		for range size {
-			batch = append(batch, add(kindStale, nil, false))
+		for i := range size {
+			kind := kindStale
+			if i%3 == 2 {
+				kind = kindNamed
+			}
+			batch = append(batch, add(kind, nil, false))
 		}
 		s.batches = append(s.batches, batch)
 		s.instances = append(s.instances, batch...)
@@ -287,10 +344,67 @@ func (s *suite) createInstances(batches, size int) {
 		s.protected = append(s.protected, add(kindRunning, nil, true))
 	}
 	for range 2 {
-		s.protected = append(s.protected, add(kindKept, map[string]string{stale.LabelKeep: "true"}, false),
-			add(kindYoung, nil, false), add(kindReplaced, nil, false))
+		s.protected = append(s.protected, add(kindKept, map[string]string{stale.LabelKeep: "TRUE"}, false),
+			add(kindYoung, nil, false), add(kindReplaced, nil, false), add(kindShared, nil, false), add(kindRedeploy, nil, false))
 	}
 	s.instances = append(s.instances, s.protected...)
+}
+
+// redeployLoop plays the platform redeploying the kindRedeploy instances
+// while cleanups run: the container removed and made anew under the same
+// name, the row left holding the name, until the returned function stops it
+// and says how many were replaced. Each instance's containerID is its latest
+// container; s.mu is held across a replacement, so that the invariant never
+// looks between the removal and the creation.
+func (s *suite) redeployLoop() func() int {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	replaced := 0
+	replace := func(i int) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		in := s.instances[i]
+		if _, err := s.docker.ContainerRemove(ctx, in.containerID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			return err
+		}
+		res, err := s.docker.ContainerCreate(ctx, client.ContainerCreateOptions{Name: in.name,
+			Config:     &container.Config{Image: testenv.ImageName, Labels: map[string]string{stale.LabelInstanceID: in.id}},
+			HostConfig: &container.HostConfig{NetworkMode: "none"}})
+		if err != nil {
+			return err
+		}
+		s.instances[i].containerID = res.ID
+		replaced++
+		return nil
+	}
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for i, in := range s.instances {
+				if in.kind == kindRedeploy && ctx.Err() == nil {
+					if err := replace(i); err != nil && ctx.Err() == nil {
+						s.t.Errorf("redeploy %s: %v", in.id, err)
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(700 * time.Millisecond):
+			}
+		}
+	}()
+	stop := sync.OnceValue(func() int {
+		cancel()
+		<-done
+		return replaced
+	})
+	s.t.Cleanup(func() {
+		stop()
+		for _, in := range s.of(kindRedeploy) {
+			_, _ = s.docker.ContainerRemove(context.Background(), in.containerID, client.ContainerRemoveOptions{Force: true})
+		}
+	})
+	return stop
 }
 
 func (s *suite) of(kind string) []instance {
@@ -315,7 +429,7 @@ func keepYoungAlive(t *testing.T, pool *pgxpool.Pool, young []instance) {
 		defer close(done)
 		for ctx.Err() == nil {
 			qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			_, _ = pool.Exec(qctx, "UPDATE instances SET last_alive_at = now() WHERE id = ANY($1::uuid[])", ids)
+			_, _ = pool.Exec(qctx, "UPDATE instances SET last_alive_at = now() WHERE id = ANY($1::text[])", ids)
 			qcancel()
 			time.Sleep(300 * time.Millisecond)
 		}
@@ -401,8 +515,9 @@ func (s *suite) post(addr, path, token, body string) int {
 }
 
 func (s *suite) count(kind string, status int) {
+	// Never a 500: no job result maps to one.
 	switch status {
-	case 0, http.StatusOK, http.StatusAccepted, http.StatusNotFound, http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable:
+	case 0, http.StatusOK, http.StatusAccepted, http.StatusNotFound, http.StatusConflict, http.StatusServiceUnavailable:
 	default:
 		s.t.Errorf("%s request answered %d", kind, status)
 	}
@@ -465,6 +580,8 @@ func (s *suite) checkInvariant(after string, final bool) int {
 		bad++
 		s.t.Errorf(after+": "+format, args...)
 	}
+	s.mu.Lock() // no redeploy between a removal and its creation
+	defer s.mu.Unlock()
 	for _, in := range s.instances {
 		var status string
 		err := s.pool.QueryRow(context.Background(), "SELECT status FROM instances WHERE id = $1", in.id).Scan(&status)
@@ -472,12 +589,13 @@ func (s *suite) checkInvariant(after string, final bool) int {
 		container := s.exists(in.containerID)
 		removedJobs := s.query("SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND result = 'removed'", in.id)
 		removalEvents := s.query("SELECT count(*) FROM event_log WHERE instance_id = $1 AND message LIKE 'removed %'", in.id)
+		removable := in.kind == kindStale || in.kind == kindNamed
 		switch {
-		case in.kind == kindStale && !row:
+		case removable && !row:
 			if container || removedJobs != 1 || removalEvents != 1 {
 				fail("removed stale instance %s: container=%v removed jobs=%d removal events=%d, want false, 1, 1", in.id, container, removedJobs, removalEvents)
 			}
-		case in.kind == kindStale:
+		case removable:
 			if !container || status != stale.StatusStopped || removedJobs != 0 || removalEvents != 0 {
 				fail("stale instance %s not removed: container=%v status=%s removed jobs=%d events=%d", in.id, container, status, removedJobs, removalEvents)
 			}
@@ -495,6 +613,9 @@ func (s *suite) checkInvariant(after string, final bool) int {
 			}
 			if in.oldContainerID != "" && !s.exists(in.oldContainerID) {
 				fail("the replaced container of %s was removed", in.id)
+			}
+			if in.otherContainerID != "" && !s.exists(in.otherContainerID) {
+				fail("the running container sharing the label of %s was removed", in.id)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package cleanup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -455,5 +456,35 @@ func TestOnlyTheOwnerJudges(t *testing.T) {
 	u.run(t)
 	if j := u.st.jobs[0]; u.engine.Removes != 0 || j.Result != store.ResultSkipped || !strings.Contains(j.Reason, "host-b") {
 		t.Fatalf("another host's job: %s %q, %d removes", j.Result, j.Reason, u.engine.Removes)
+	}
+}
+
+// frozenStore answers late, whatever the deadline, as a store call of an
+// exporter that was itself frozen (SIGSTOP) past its deadline does.
+type frozenStore struct {
+	*memStore
+	freeze time.Duration
+}
+
+func (f frozenStore) Instance(ctx context.Context, id string) (stale.Instance, error) {
+	time.Sleep(f.freeze)
+	if err := ctx.Err(); err != nil {
+		return stale.Instance{}, err
+	}
+	return f.memStore.Instance(ctx, id)
+}
+
+// A request whose store call came back past its deadline says what timed
+// out, its limit and how long it really waited: a frozen exporter, not a
+// slow PostgreSQL, waits far past the limit.
+func TestTimeoutsSayWhatAndHowLong(t *testing.T) {
+	st := frozenStore{memStore: newMemStore(), freeze: 600 * time.Millisecond}
+	svc := cleanup.NewService(st, &enginefake.Engine{}, scans{}, cleanup.Config{DockerHost: testHost, Workers: 1,
+		StoreTimeout: 100 * time.Millisecond}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	_, err := svc.Request(context.Background(), "a", cleanup.TriggerSingle, "test", false)
+	var timeout *cleanup.TimeoutError
+	if !errors.As(err, &timeout) || timeout.Limit != 100*time.Millisecond || timeout.Waited < 600*time.Millisecond ||
+		!strings.Contains(err.Error(), "request the cleanup of a: no answer within --store.timeout (100ms; waited 6") {
+		t.Fatalf("error %v, want a timeout naming the request, its limit and the real wait", err)
 	}
 }

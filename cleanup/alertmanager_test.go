@@ -97,7 +97,7 @@ receivers:
 		t.Fatal("an alert without action=cleanup, or another alert, removed a container")
 	}
 	for result, want := range map[string]float64{
-		cleanup.AlertCleanupRequested: 1, cleanup.AlertRecorded: 1, cleanup.AlertResolved: 1, cleanup.AlertIgnored: 1,
+		cleanup.AlertCleanupRequested: 1, cleanup.AlertRecorded: 1, cleanup.AlertWasResolved: 1, cleanup.AlertIgnored: 1,
 	} {
 		if v := counterValue(t, e, "stale_exporter_webhook_alerts_total", map[string]string{"result": result}); v != want {
 			t.Errorf("webhook alerts %s = %v, want %v", result, v, want)
@@ -110,6 +110,3 @@ receivers:
 		t.Errorf("%d cleanup jobs, want 1", n)
 	}
 }
-
-// testHost names the engine of the tests' exporters.
-const testHost = "test-engine"

@@ -3,9 +3,8 @@ package cleanup
 import (
 	"context"
 	"fmt"
-
-	"github.com/prometheus/alertmanager/template"
-	"github.com/prometheus/common/model"
+	"strings"
+	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
@@ -20,12 +19,18 @@ const (
 	labelActionValue = "cleanup"
 )
 
+// Alert statuses, as Alertmanager sends them.
+const (
+	AlertFiring   = "firing"
+	AlertResolved = "resolved"
+)
+
 // Outcomes of one alert, the values of stale_exporter_webhook_alerts_total{result}.
 const (
 	AlertRecorded         = "recorded"
 	AlertCleanupRequested = "cleanup_requested"
 	AlertDuplicate        = "duplicate"
-	AlertResolved         = "resolved"
+	AlertWasResolved      = "resolved"
 	AlertIgnored          = "ignored"
 	AlertInvalid          = "invalid"
 	// AlertError: the store failed; the webhook answers 503 and
@@ -34,7 +39,19 @@ const (
 )
 
 // AlertResults are every outcome of an alert.
-var AlertResults = []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertResolved, AlertIgnored, AlertInvalid, AlertError}
+var AlertResults = []string{AlertRecorded, AlertCleanupRequested, AlertDuplicate, AlertWasResolved, AlertIgnored, AlertInvalid, AlertError}
+
+// Alert is one alert of a delivery, in the domain's terms (internal/api
+// reads it from Alertmanager's payload).
+type Alert struct {
+	// Status is the alert's own: firing or resolved.
+	Status string
+	// Fingerprint identifies the alert; with StartsAt, one occurrence.
+	Fingerprint string
+	StartsAt    time.Time
+	Labels      map[string]string
+	Annotations map[string]string
+}
 
 // AlertOutcome is what became of one alert.
 type AlertOutcome struct {
@@ -47,16 +64,46 @@ type AlertOutcome struct {
 	Job *store.Job
 }
 
+// maxFingerprintLen bounds an alert's fingerprint (Alertmanager's are 16
+// hex digits) so that it fits the occurrence index.
+const maxFingerprintLen = 64
+
+// validateAlert refuses what PostgreSQL could not store, before anything is
+// persisted: an alert that can never be recorded must be answered invalid,
+// not 5xx (Alertmanager would retry it forever).
+func validateAlert(a Alert) error {
+	if len(a.Fingerprint) > maxFingerprintLen {
+		return fmt.Errorf("fingerprint is %d characters, at most %d", len(a.Fingerprint), maxFingerprintLen)
+	}
+	for _, field := range []struct {
+		name string
+		kv   map[string]string
+	}{{"label", a.Labels}, {"annotation", a.Annotations}} {
+		for k, v := range field.kv {
+			if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+				return fmt.Errorf("%s %q contains a NUL character", field.name, strings.ReplaceAll(k, "\x00", ""))
+			}
+		}
+	}
+	for name, v := range map[string]string{"fingerprint": a.Fingerprint, "status": a.Status} {
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%s contains a NUL character", name)
+		}
+	}
+	return nil
+}
+
 // HandleAlert acts on one alert by its own status (a group's status is
 // "firing" as long as any of its alerts fires). A firing StaleContainer is
 // recorded once per occurrence (fingerprint and start), with one event_log
 // warning; the first time, an alert labelled action="cleanup" also requests
-// a cleanup. It returns an error only when the store failed: an alert the
-// store refuses as data is invalid, since retrying it cannot help.
-func (s *Service) HandleAlert(ctx context.Context, alert template.Alert, requestedBy string) (AlertOutcome, error) {
+// a cleanup. It returns an error only when the store failed: an alert that
+// could never be stored is invalid, since retrying it cannot help.
+func (s *Service) HandleAlert(ctx context.Context, alert Alert, requestedBy string) (AlertOutcome, error) {
 	o := AlertOutcome{Fingerprint: alert.Fingerprint, Status: alert.Status, InstanceID: alert.Labels[stale.KeyInstanceID]}
-	if o.Fingerprint == "" {
-		o.Fingerprint = labelSet(alert.Labels).Fingerprint().String()
+	if err := validateAlert(alert); err != nil {
+		o.Result, o.Detail = AlertInvalid, err.Error()
+		return o, nil
 	}
 	ctx, done := s.storeDeadline(ctx)
 	defer done()
@@ -71,45 +118,42 @@ func (s *Service) HandleAlert(ctx context.Context, alert template.Alert, request
 	return o, nil
 }
 
-func (s *Service) actOnAlert(ctx context.Context, alert template.Alert, requestedBy string, o *AlertOutcome) (string, error) {
+// judgeAlert says what an alert is, before anything is recorded: "" for a
+// firing StaleContainer of a valid instance, else its outcome.
+func judgeAlert(alert Alert, o *AlertOutcome) string {
 	switch {
-	case alert.Status == string(model.AlertResolved):
-		return AlertResolved, nil
-	case alert.Status != string(model.AlertFiring):
+	case alert.Status == AlertResolved:
+		return AlertWasResolved
+	case alert.Status != AlertFiring:
 		o.Detail = fmt.Sprintf("unknown alert status %q", alert.Status)
-		return AlertInvalid, nil
-	case alert.Labels[model.AlertNameLabel] != StaleAlertName:
-		o.Detail = fmt.Sprintf("alert %q is not %s", alert.Labels[model.AlertNameLabel], StaleAlertName)
-		return AlertIgnored, nil
+		return AlertInvalid
+	case alert.Labels["alertname"] != StaleAlertName:
+		o.Detail = fmt.Sprintf("alert %q is not %s", alert.Labels["alertname"], StaleAlertName)
+		return AlertIgnored
 	case stale.ValidID(o.InstanceID) != nil:
 		o.Detail = "label " + stale.KeyInstanceID + ": " + stale.ValidID(o.InstanceID).Error()
-		return AlertInvalid, nil
+		return AlertInvalid
 	case alert.StartsAt.IsZero():
 		o.Detail = "startsAt is missing"
-		return AlertInvalid, nil
+		return AlertInvalid
 	}
+	return ""
+}
 
+func (s *Service) actOnAlert(ctx context.Context, alert Alert, requestedBy string, o *AlertOutcome) (string, error) {
+	if result := judgeAlert(alert, o); result != "" {
+		return result, nil
+	}
 	l := alert.Labels
 	wantCleanup := l[labelActionName] == labelActionValue
-	req := store.JobRequest{InstanceID: o.InstanceID, ContainerID: l[stale.KeyContainerID], Trigger: TriggerWebhook, RequestedBy: requestedBy}
+	req := store.JobRequest{InstanceID: o.InstanceID, ContainerID: l[stale.KeyContainerID], Trigger: store.TriggerWebhook, RequestedBy: requestedBy}
 	var enqueue *store.JobRequest
 	if wantCleanup && !s.cfg.DryRun {
 		enqueue = &req
 	}
-	message := fmt.Sprintf("container %s of %s/%s (%s) is stale", stale.ShortID(l[stale.KeyContainerID]),
-		l[stale.KeyProjectName], l[stale.KeyStageName], l[stale.KeyImageTag])
-	if summary := alert.Annotations["summary"]; summary != "" {
-		message = summary
-	}
-	details := map[string]any{"alertname": StaleAlertName, "fingerprint": o.Fingerprint, "starts_at": alert.StartsAt,
-		"cleanup_requested": wantCleanup}
-	for _, k := range stale.InstanceKeys[1:] {
-		details[k] = l[k]
-	}
 	recorded, job, err := s.store.RecordAlert(ctx,
 		store.AlertOccurrence{Fingerprint: o.Fingerprint, StartsAt: alert.StartsAt, InstanceID: o.InstanceID},
-		store.Event{Severity: store.SeverityWarning, Message: message, InstanceID: o.InstanceID, Details: details},
-		enqueue)
+		alertEvent(alert, o.Fingerprint, wantCleanup), enqueue)
 	switch {
 	case err != nil:
 		return "", err
@@ -128,12 +172,4 @@ func (s *Service) actOnAlert(ctx context.Context, alert template.Alert, requeste
 	s.wakeWorkers()
 	o.Job = &job
 	return AlertCleanupRequested, nil
-}
-
-func labelSet(kv template.KV) model.LabelSet {
-	ls := make(model.LabelSet, len(kv))
-	for k, v := range kv {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return ls
 }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // BenchmarkWebhookConcurrent sends 100 concurrent webhook deliveries per

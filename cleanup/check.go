@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/internal/engine"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -33,11 +32,11 @@ func (s *Service) check(ctx context.Context, job store.Job) (checked, *refusal, 
 	if in.ContainerID == "" {
 		return checked{in: in}, refuse(CodeNoContainer, "%s", stale.ReasonNoContainer), nil
 	}
-	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	c, err := s.docker.Inspect(ctx, job.ContainerID)
 	if err != nil {
 		return checked{in: in}, nil, err
 	}
-	if no, err := s.soleClaimant(ctx, in, c); no != nil || err != nil {
+	if no, err := s.soleLabelled(ctx, in, c); no != nil || err != nil {
 		return checked{in: in, c: c}, no, err
 	}
 	threshold, err := s.threshold(ctx)
@@ -53,7 +52,7 @@ func (s *Service) check(ctx context.Context, job store.Job) (checked, *refusal, 
 	case !v.Stale:
 		return ch, verdictRefusal(v), nil
 	}
-	if job.Trigger != TriggerSingle {
+	if job.Trigger != store.TriggerSingle {
 		if no := s.massStaleGuard(ctx); no != nil {
 			return ch, no, nil
 		}
@@ -80,19 +79,19 @@ func (s *Service) currentRow(ctx context.Context, job store.Job) (stale.Instance
 	return in, nil, nil
 }
 
-// soleClaimant refuses a container (inspected by whatever the row holds: a
+// soleLabelled refuses a container (inspected by whatever the row holds: a
 // full id, a prefix or a name) that does not carry the instance's label, or
 // an instance whose label another container carries too: which of them is
 // the instance is then ambiguous.
-func (s *Service) soleClaimant(ctx context.Context, in stale.Instance, c stale.Container) (*refusal, error) {
+func (s *Service) soleLabelled(ctx context.Context, in stale.Instance, c stale.Container) (*refusal, error) {
 	if c.Found && c.Labels[stale.LabelInstanceID] != in.ID {
 		return refuse(CodeNotManaged, "container does not carry %s=%s", stale.LabelInstanceID, in.ID), nil
 	}
-	claimants, err := engine.Claimants(ctx, s.docker, in.ID, s.cfg.DockerTimeout)
+	labelled, err := s.docker.Labelled(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	if others := slices.DeleteFunc(claimants, func(id string) bool { return c.Found && id == c.ID }); len(others) > 0 {
+	if others := slices.DeleteFunc(labelled, func(id string) bool { return c.Found && id == c.ID }); len(others) > 0 {
 		s.metrics.sharedLabels.Inc()
 		return refuse(CodeSharedLabel, "%s: %s", stale.ReasonSharedLabel, shortIDs(others)), nil
 	}
@@ -132,17 +131,14 @@ func (s *Service) threshold(ctx context.Context) (time.Duration, error) {
 // owner's exporter may look at its container; an unowned one only while the
 // mode allows, read live), or one that moved since the request.
 func (s *Service) ownership(ctx context.Context, in stale.Instance, job store.Job) (*refusal, error) {
-	scope := stale.Scope{Host: s.cfg.DockerHost}
-	if in.DockerHost == "" {
-		others := 0
-		if s.cfg.Unowned == stale.UnownedAuto {
-			var err error
-			if others, err = s.store.OtherEngines(ctx, s.cfg.DockerHost); err != nil {
-				return nil, err
-			}
+	others := 0
+	if in.DockerHost == "" && s.cfg.Unowned == stale.UnownedAuto {
+		var err error
+		if others, err = s.store.OtherEngines(ctx, s.cfg.Host); err != nil {
+			return nil, err
 		}
-		scope.Unowned = s.cfg.Unowned.JudgesUnowned(others)
 	}
+	scope := s.cfg.Scope(others)
 	switch {
 	case !scope.Judges(in) && in.DockerHost == "":
 		return refuse(CodeNotOwned, "no Docker host owns this instance yet and this exporter does not judge unowned ones "+
@@ -173,7 +169,7 @@ func (s *Service) pinned(ctx context.Context, job store.Job) (in stale.Instance,
 	if in.Status != stale.StatusRemoving {
 		return in, "", false, refuse(CodeChanged, "instance status changed to %q while it was being removed", in.Status), nil
 	}
-	c, err := engine.Inspect(ctx, s.docker, job.ContainerID, s.cfg.DockerTimeout)
+	c, err := s.docker.Inspect(ctx, job.ContainerID)
 	if err != nil {
 		return in, "", false, nil, err
 	}
@@ -184,7 +180,7 @@ func (s *Service) pinned(ctx context.Context, job store.Job) (in stale.Instance,
 		return in, "", false, refuse(CodeReplaced, "%q now names container %s, not the container %s that was checked",
 			job.ContainerID, stale.ShortID(c.ID), stale.ShortID(job.TargetContainerID)), nil
 	}
-	if no, err := s.soleClaimant(ctx, in, c); no != nil || err != nil {
+	if no, err := s.soleLabelled(ctx, in, c); no != nil || err != nil {
 		return in, "", false, no, err
 	}
 	switch last := stale.LastAlive(in, c); {
@@ -203,7 +199,7 @@ func (s *Service) pinnedGone(ctx context.Context, in stale.Instance, job store.J
 	if job.TargetContainerID == "" || job.TargetContainerID == job.ContainerID {
 		return in, "", true, nil, nil
 	}
-	c, err := engine.Inspect(ctx, s.docker, job.TargetContainerID, s.cfg.DockerTimeout)
+	c, err := s.docker.Inspect(ctx, job.TargetContainerID)
 	switch {
 	case err != nil:
 		return in, "", false, nil, err
@@ -217,8 +213,9 @@ func (s *Service) pinnedGone(ctx context.Context, in stale.Instance, job store.J
 // massStaleGuard refuses automatic cleanup when too many instances are stale
 // at once: that smells of a broken Docker or clock, not of real staleness.
 func (s *Service) massStaleGuard(ctx context.Context) *refusal {
-	snap, succeeded, _ := s.scans.Latest(ctx)
-	if !succeeded || snap == nil {
+	r := s.scans.Result(ctx)
+	snap := r.Snapshot
+	if !r.Success || snap == nil {
 		return refuse(CodeGuard, "mass-stale guard: the latest scan failed, refusing automatic cleanup")
 	}
 	total, staleCount := len(snap.Observations), snap.StaleCount()

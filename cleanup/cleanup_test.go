@@ -64,8 +64,8 @@ func TestEachTriggerRemovesAStaleContainer(t *testing.T) {
 	if n := e.db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", hookID); n != 1 {
 		t.Errorf("webhook: %d stale warnings, want 1", n)
 	}
-	for _, trigger := range []string{cleanup.TriggerSingle, cleanup.TriggerBulk, cleanup.TriggerWebhook} {
-		if v := counterValue(t, e, "stale_exporter_cleanups_total", map[string]string{"trigger": trigger, "result": "removed"}); v != 1 {
+	for _, trigger := range []store.Trigger{store.TriggerSingle, store.TriggerBulk, store.TriggerWebhook} {
+		if v := counterValue(t, e, "stale_exporter_cleanups_total", map[string]string{"trigger": string(trigger), "result": "removed"}); v != 1 {
 			t.Errorf("stale_exporter_cleanups_total{trigger=%q,result=removed} = %v, want 1", trigger, v)
 		}
 	}
@@ -114,15 +114,15 @@ func TestRunningContainerIsNeverRemoved(t *testing.T) {
 	if !e.containerRunning(cid) || !e.instanceExists(id) || e.instanceStatus(id) != stale.StatusStopped {
 		t.Fatalf("running container harmed: running=%v row=%v status=%q", e.containerRunning(cid), e.instanceExists(id), e.instanceStatus(id))
 	}
-	if e.docker.removes.Load() != 0 {
-		t.Fatalf("%d containers removed", e.docker.removes.Load())
+	if e.engine.removes.Load() != 0 {
+		t.Fatalf("%d containers removed", e.engine.removes.Load())
 	}
 }
 
 func TestReplacedContainerIsSkipped(t *testing.T) {
 	e := newEnv(t, envOptions{noWorkers: true})
 	id, cid := e.staleInstance("shop")
-	job, err := e.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false)
+	job, err := e.svc.Request(context.Background(), id, store.TriggerSingle, "test", false)
 	if err != nil || job.State != store.JobPending {
 		t.Fatalf("request: %+v %v", job, err)
 	}
@@ -179,7 +179,7 @@ func TestConcurrentRequestsRemoveOnce(t *testing.T) {
 	if len(jobIDs) != 1 {
 		t.Errorf("REST answers name %d jobs, want one shared job", len(jobIDs))
 	}
-	if n := e.docker.removes.Load(); n != 1 {
+	if n := e.engine.removes.Load(); n != 1 {
 		t.Errorf("Docker removals = %d, want 1", n)
 	}
 	if n := e.removalEvents(id); n != 1 {
@@ -208,7 +208,7 @@ func TestTwoReplicasDoEachJobOnce(t *testing.T) {
 	for range 10 {
 		id, _ := a.staleInstance("shop")
 		ids = append(ids, id)
-		if _, err := a.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false); err != nil {
+		if _, err := a.svc.Request(context.Background(), id, store.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,11 +222,11 @@ func TestTwoReplicasDoEachJobOnce(t *testing.T) {
 			t.Errorf("instance %s: %s %q", id, result, reason)
 		}
 	}
-	if n := a.docker.removes.Load() + b.docker.removes.Load(); n != 10 {
+	if n := a.engine.removes.Load() + b.engine.removes.Load(); n != 10 {
 		t.Errorf("removals = %d, want 10", n)
 	}
-	if a.docker.removes.Load() == 0 || b.docker.removes.Load() == 0 {
-		t.Logf("one replica did all the work (a=%d, b=%d)", a.docker.removes.Load(), b.docker.removes.Load())
+	if a.engine.removes.Load() == 0 || b.engine.removes.Load() == 0 {
+		t.Logf("one replica did all the work (a=%d, b=%d)", a.engine.removes.Load(), b.engine.removes.Load())
 	}
 	if n := a.db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE attempts <> 1"); n != 0 {
 		t.Errorf("%d jobs claimed more than once", n)
@@ -247,7 +247,7 @@ func TestInterruptedJobIsResumed(t *testing.T) {
 	keptID, keptCID := e.staleInstance("shop")
 	ctx := context.Background()
 	for _, c := range []struct{ instance, container string }{{id, cid}, {keptID, keptCID}} {
-		if _, err := e.svc.Request(ctx, c.instance, cleanup.TriggerSingle, "test", false); err != nil {
+		if _, err := e.svc.Request(ctx, c.instance, store.TriggerSingle, "test", false); err != nil {
 			t.Fatal(err)
 		}
 		e.markAsAWorkerWould(lease, c.container)
@@ -307,7 +307,7 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 	if result, reason := e.waitJobs(staleIDs[0]); result != store.ResultSkipped || !strings.Contains(reason, "mass-stale guard") {
 		t.Fatalf("webhook under guard: %s %q", result, reason)
 	}
-	if e.docker.removes.Load() != 0 {
+	if e.engine.removes.Load() != 0 {
 		t.Fatal("removed under the guard")
 	}
 
@@ -324,7 +324,7 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 	}
 	wouldRemove := map[string]bool{}
 	for _, j := range dry.Results {
-		if j.Result != cleanup.ResultWouldRemove || !j.DryRun || j.JobID != 0 {
+		if j.Result != store.ResultWouldRemove || !j.DryRun || j.JobID != 0 {
 			t.Errorf("dry run result: %+v", j)
 		}
 		wouldRemove[j.InstanceID] = true
@@ -341,8 +341,8 @@ func TestMassStaleGuardAndDryRun(t *testing.T) {
 			t.Errorf("real run: %+v, dry run said %v", j, wouldRemove)
 		}
 	}
-	if len(real.Results) != 2 || e.docker.removes.Load() != 2 {
-		t.Fatalf("real run removed %d, results %d", e.docker.removes.Load(), len(real.Results))
+	if len(real.Results) != 2 || e.engine.removes.Load() != 2 {
+		t.Fatalf("real run removed %d, results %d", e.engine.removes.Load(), len(real.Results))
 	}
 }
 
@@ -351,11 +351,11 @@ func TestGlobalDryRunRemovesNothing(t *testing.T) {
 	e.runningInstances(3)
 	id, cid := e.staleInstance("shop")
 	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
-	if job := decode[jobJSON](t, r.Data); r.status != http.StatusOK || job.Result != cleanup.ResultWouldRemove {
+	if job := decode[jobJSON](t, r.Data); r.status != http.StatusOK || job.Result != store.ResultWouldRemove {
 		t.Fatalf("REST: %d %s", r.status, r.Data)
 	}
 	r = e.postJSON("/api/alertmanager/webhook", auth.RoleAlertmanager, webhookPayload(staleAlert(id, cid, true, time.Now())))
-	if r.status != http.StatusOK || !strings.Contains(string(r.Data), cleanup.ResultWouldRemove) {
+	if r.status != http.StatusOK || !strings.Contains(string(r.Data), string(store.ResultWouldRemove)) {
 		t.Fatalf("webhook: %d %s", r.status, r.Data)
 	}
 	if !e.containerExists(cid) || !e.instanceExists(id) || e.db.Count(t, "SELECT count(*) FROM cleanup_jobs") != 0 {
@@ -387,7 +387,7 @@ func TestListStaleAndCleanups(t *testing.T) {
 	e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup?dry_run=false", auth.RoleOperator, "", nil)
 	r = e.do(http.MethodGet, "/api/cleanups?limit=5", auth.RoleViewer, "", nil)
 	jobs := decode[[]jobJSON](t, r.Data)
-	if len(jobs) != 1 || jobs[0].InstanceID != id || jobs[0].Trigger != cleanup.TriggerSingle ||
+	if len(jobs) != 1 || jobs[0].InstanceID != id || jobs[0].Trigger != store.TriggerSingle ||
 		jobs[0].Requested != "test-operator" || jobs[0].Result != store.ResultRemoved {
 		t.Fatalf("cleanups: %s", r.Data)
 	}
@@ -452,7 +452,7 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	if e.docker.removes.Load() != 0 {
+	if e.engine.removes.Load() != 0 {
 		t.Fatal("something was removed")
 	}
 	for labels, want := range map[[2]string]float64{
@@ -553,7 +553,7 @@ func TestWebhookJudgesEachAlert(t *testing.T) {
 		got := decode[struct {
 			Alerts []struct{ Fingerprint, Result string }
 		}](t, r.Data)
-		want := []string{cleanup.AlertCleanupRequested, cleanup.AlertRecorded, cleanup.AlertResolved, cleanup.AlertIgnored, cleanup.AlertInvalid}
+		want := []string{cleanup.AlertCleanupRequested, cleanup.AlertRecorded, cleanup.AlertWasResolved, cleanup.AlertIgnored, cleanup.AlertInvalid}
 		if delivery > 0 {
 			want[0], want[1] = cleanup.AlertDuplicate, cleanup.AlertDuplicate
 		}

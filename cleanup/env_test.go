@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,13 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/internal/api"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/docker/dockertest"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 const threshold = time.Hour
@@ -36,20 +35,21 @@ const threshold = time.Hour
 // clock runs ahead of the real one, so that a container a test just created
 // is older than the threshold by it (a container's creation counts as a sign
 // of life) without waiting.
-func clock() time.Time { return time.Now().Add(2 * threshold) }
+var clock = testenv.Ahead(2 * threshold)
 
-// countingDocker counts removals on the real engine.
-type countingDocker struct {
-	*client.Client
+// countingEngine is the Docker adapter as the service sees it, counting the
+// removals it makes.
+type countingEngine struct {
+	cleanup.Docker
 	removes atomic.Int64
 }
 
-func (d *countingDocker) ContainerRemove(ctx context.Context, id string, o client.ContainerRemoveOptions) (client.ContainerRemoveResult, error) {
-	res, err := d.Client.ContainerRemove(ctx, id, o)
+func (d *countingEngine) Remove(ctx context.Context, id string) error {
+	err := d.Docker.Remove(ctx, id)
 	if err == nil {
 		d.removes.Add(1)
 	}
-	return res, err
+	return err
 }
 
 type envOptions struct {
@@ -77,10 +77,13 @@ type envOptions struct {
 // env is one stale-exporter's cleanup side over a real database and engine,
 // served on a loopback port.
 type env struct {
-	t       testing.TB
-	db      *storetest.DB
-	docker  *countingDocker
-	scanner *collector.Scanner
+	t  testing.TB
+	db *storetest.DB
+	// docker is the engine for the test's own doings; engine is the
+	// adapter the service removes with.
+	docker  *client.Client
+	engine  *countingEngine
+	scanner *scan.Scanner
 	svc     *cleanup.Service
 	reg     *prometheus.Registry
 	url     string
@@ -90,15 +93,10 @@ type env struct {
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	docker := &countingDocker{Client: testenv.Docker(t)}
-	serviceDocker := docker
+	docker := testenv.Docker(t)
+	engine := &countingEngine{Docker: dockertest.Local(t)}
 	if opts.dockerHost != "" {
-		cli, err := client.New(client.WithHost(opts.dockerHost))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cli.Close() })
-		serviceDocker = &countingDocker{Client: cli}
+		engine.Docker = dockertest.Connect(t, opts.dockerHost)
 	}
 	if opts.now == nil {
 		opts.now = clock
@@ -112,9 +110,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		db = storetest.New(t)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-		Threshold: limit, CacheTTL: opts.cacheTTL, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second, Now: opts.now,
-	}, logger)
+	judging := stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: limit, Now: opts.now}
+	scanner := scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: judging, CacheTTL: opts.cacheTTL,
+		MaxSnapshotAge: time.Minute}, logger)
 	var st cleanup.Store = db.Store
 	if opts.wrapStore != nil {
 		st = opts.wrapStore(st)
@@ -127,32 +125,17 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if storeTimeout == 0 {
 		storeTimeout = 5 * time.Second
 	}
-	svc := cleanup.NewService(st, serviceDocker, scanner, cleanup.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-		Workers: 4, Threshold: limit, DockerTimeout: 10 * time.Second, Lease: opts.lease,
-		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond, Now: opts.now,
+	svc := cleanup.NewService(st, engine, scanner, cleanup.Config{Config: judging, Workers: 4, Lease: opts.lease,
+		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
 		StoreTimeout: storeTimeout, RetryBackoff: 100 * time.Millisecond,
 	}, reg, logger)
 
-	e := &env{t: t, db: db, docker: docker, scanner: scanner, svc: svc, reg: reg, tokens: map[auth.Role]string{}}
+	e := &env{t: t, db: db, docker: docker, engine: engine, scanner: scanner, svc: svc, reg: reg, tokens: map[auth.Role]string{}}
 	var tokens *auth.Tokens
 	if !opts.noTokens {
-		var entries []auth.TokenEntry
-		for _, role := range []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin, auth.RoleAlertmanager} {
-			secret, entry, err := auth.NewToken("test-"+string(role), role)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.tokens[role] = secret
-			entries = append(entries, entry)
-		}
-		file, err := auth.FormatEntries(entries...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "tokens.yml")
-		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		var path string
+		path, e.tokens = testenv.Tokens(t, t.TempDir(), auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin, auth.RoleAlertmanager)
+		var err error
 		if tokens, err = auth.LoadTokens(path); err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +177,7 @@ func (e *env) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 func (e *env) staleInstance(project string) (id, containerID string) {
 	e.t.Helper()
 	id = e.db.AddInstance(e.t, storetest.Instance{Project: project, ImageTag: "pr-1", CreatedAt: time.Now().Add(-2 * threshold)})
-	containerID = testenv.NewContainer(e.t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+	containerID = testenv.NewContainer(e.t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	e.db.Exec(e.t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, containerID)
 	return id, containerID
 }
@@ -224,7 +207,7 @@ func (e *env) runningInstances(n int) {
 func (e *env) markAsAWorkerWould(lease time.Duration, containerID string) store.Job {
 	e.t.Helper()
 	ctx := context.Background()
-	job, ok, err := e.db.Store.ClaimJob(ctx, lease, testHost, stale.UnownedOn)
+	job, ok, err := e.db.Store.LeaseJob(ctx, lease, testenv.EngineName, stale.UnownedOn)
 	if err != nil || !ok {
 		e.t.Fatalf("claim: %v %v", ok, err)
 	}
@@ -282,11 +265,11 @@ func (e *env) removalEvents(id string) int {
 
 // waitJobs waits until every job of the instance is done and returns the
 // latest one.
-func (e *env) waitJobs(instanceID string) (result, reason string) {
+func (e *env) waitJobs(instanceID string) (result store.JobResult, reason string) {
 	e.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		var state string
+		var state store.JobState
 		err := e.db.Pool.QueryRow(context.Background(), `SELECT state, coalesce(result, ''), reason FROM cleanup_jobs
 			WHERE instance_id = $1 ORDER BY id DESC LIMIT 1`, instanceID).Scan(&state, &result, &reason)
 		if err == nil && state == store.JobDone {
@@ -348,14 +331,15 @@ func (e *env) postJSON(path string, role auth.Role, v any) response {
 }
 
 type jobJSON struct {
-	JobID      int64  `json:"job_id"`
-	InstanceID string `json:"instance_id"`
-	State      string `json:"state"`
-	Result     string `json:"result"`
-	Reason     string `json:"reason"`
-	DryRun     bool   `json:"dry_run"`
-	Trigger    string `json:"trigger"`
-	Requested  string `json:"requested_by"`
+	JobID      int64           `json:"job_id"`
+	InstanceID string          `json:"instance_id"`
+	State      store.JobState  `json:"state"`
+	Result     store.JobResult `json:"result"`
+	Code       string          `json:"code"`
+	Reason     string          `json:"reason"`
+	DryRun     bool            `json:"dry_run"`
+	Trigger    store.Trigger   `json:"trigger"`
+	Requested  string          `json:"requested_by"`
 }
 
 func decode[T any](t testing.TB, raw json.RawMessage) T {

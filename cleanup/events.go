@@ -24,7 +24,7 @@ func removedEvent(job store.Job, in stale.Instance, rowKept bool) store.Event {
 }
 
 // notRemovedEvent is the event of a job that removed nothing.
-func notRemovedEvent(job store.Job, in stale.Instance, result, reason string) store.Event {
+func notRemovedEvent(job store.Job, in stale.Instance, result store.JobResult, reason string) store.Event {
 	severity := store.SeverityInfo
 	if result == store.ResultFailed {
 		severity = store.SeverityWarning
@@ -58,4 +58,21 @@ func eventDetails(job store.Job, in stale.Instance, reason string) map[string]an
 		d["reason"] = reason
 	}
 	return d
+}
+
+// alertEvent is the warning recorded once per occurrence of a StaleContainer
+// alert: its summary, or a sentence made of its labels.
+func alertEvent(alert Alert, fingerprint string, cleanupRequested bool) store.Event {
+	l := alert.Labels
+	message := fmt.Sprintf("container %s of %s/%s (%s) is stale", stale.ShortID(l[stale.KeyContainerID]),
+		l[stale.KeyProjectName], l[stale.KeyStageName], l[stale.KeyImageTag])
+	if summary := alert.Annotations["summary"]; summary != "" {
+		message = summary
+	}
+	details := map[string]any{"alertname": StaleAlertName, "fingerprint": fingerprint, "starts_at": alert.StartsAt,
+		"cleanup_requested": cleanupRequested}
+	for _, k := range stale.InstanceKeys[1:] {
+		details[k] = l[k]
+	}
+	return store.Event{Severity: store.SeverityWarning, Message: message, InstanceID: l[stale.KeyInstanceID], Details: details}
 }

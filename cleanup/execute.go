@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
-
-	"github.com/docker-watcher/stale-exporter/internal/engine"
+	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// execute carries out one claimed job: a new one is checked, then marks its
+// execute carries out one leased job: a new one is checked, then marks its
 // instance removing and pins itself to what it judged; one that had marked
 // before it was interrupted goes straight on. Either way the pin is checked
 // against live state right before the removal.
@@ -75,18 +71,16 @@ func (s *Service) mark(ctx context.Context, job store.Job, ch checked) (store.Jo
 // prefix the row may hold, and never forced: the engine itself refuses to
 // remove a container that started after the last check.
 func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance, target string) {
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.DockerTimeout)
-	_, err := s.docker.ContainerRemove(rctx, target, client.ContainerRemoveOptions{})
-	cancel()
+	err := s.docker.Remove(ctx, target)
 	switch {
-	case err == nil, cerrdefs.IsNotFound(err):
-	case cerrdefs.IsConflict(err):
+	case err == nil, errors.Is(err, docker.ErrNotFound):
+	case errors.Is(err, docker.ErrConflict):
 		s.skip(ctx, job, in, refuse(CodeRunning, "container started before it could be removed: %v", err))
 		return
 	default:
 		// The engine may have removed it and the answer been lost
 		// (connection cut, engine restarting): ask again.
-		c, inspectErr := engine.Inspect(ctx, s.docker, target, s.cfg.DockerTimeout)
+		c, inspectErr := s.docker.Inspect(ctx, target)
 		switch {
 		case inspectErr != nil:
 			// Whether the engine acted is unknown: the job stays
@@ -95,7 +89,7 @@ func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance, 
 				"container_id", target, "err", err, "inspect_err", inspectErr)
 			return
 		case c.Found:
-			s.retryOrFail(ctx, job, in, fmt.Errorf("remove container %s: %w", target, err))
+			s.retryOrFail(ctx, job, in, err)
 			return
 		}
 		s.logger.Warn("container removed though the engine's answer was lost", "job_id", job.ID,
@@ -113,7 +107,7 @@ func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Ins
 		s.logger.Error("record cleanup", "job_id", job.ID, "instance_id", job.InstanceID, "err", err)
 		return
 	}
-	s.metrics.cleanups.WithLabelValues(job.Trigger, store.ResultRemoved).Inc()
+	s.metrics.cleanups.WithLabelValues(string(job.Trigger), string(store.ResultRemoved)).Inc()
 	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID,
 		"container_id", job.TargetContainerID, "trigger", job.Trigger, "requested_by", job.RequestedBy, "answer_lost", lostAnswer != nil)
 }
@@ -153,69 +147,13 @@ func failureCode(err error) Code {
 
 // finish closes a job that removed nothing, with an event saying why. It
 // reports whether the job was closed.
-func (s *Service) finish(ctx context.Context, job store.Job, in stale.Instance, result string, code Code, reason string) bool {
+func (s *Service) finish(ctx context.Context, job store.Job, in stale.Instance, result store.JobResult, code Code, reason string) bool {
 	err := s.store.FinishJob(ctx, job, result, string(code), reason, notRemovedEvent(job, in, result, reason))
 	if err != nil {
 		s.logger.Error("finish cleanup job", "job_id", job.ID, "err", err)
 		return false
 	}
-	s.metrics.cleanups.WithLabelValues(job.Trigger, result).Inc()
+	s.metrics.cleanups.WithLabelValues(string(job.Trigger), string(result)).Inc()
 	s.logger.Info("cleanup did not remove", "job_id", job.ID, "instance_id", job.InstanceID, "result", result, "code", code, "reason", reason)
 	return true
-}
-
-// maintainBatch bounds the jobs one maintenance pass expires.
-const maintainBatch = 100
-
-// maintain expires the jobs nobody carried out and prunes this service's
-// old records, every MaintainInterval, until ctx ends.
-func (s *Service) maintain(ctx context.Context) {
-	if s.cfg.JobExpiry <= 0 && s.cfg.Retention <= 0 {
-		return
-	}
-	ticker := time.NewTicker(s.cfg.MaintainInterval)
-	defer ticker.Stop()
-	for {
-		s.Maintain(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}
-
-// Maintain runs one maintenance pass: expiry of the jobs older than
-// JobExpiry that no worker holds (a final result saying why), then retention.
-func (s *Service) Maintain(ctx context.Context) {
-	if s.cfg.JobExpiry > 0 {
-		jobs, err := s.store.ExpirableJobs(ctx, s.cfg.Now().Add(-s.cfg.JobExpiry), maintainBatch)
-		if err != nil {
-			s.logger.Warn("expire cleanup jobs", "err", err)
-		}
-		for _, job := range jobs {
-			host := job.DockerHost
-			if host == "" {
-				host = "(none yet)"
-			}
-			reason := fmt.Sprintf("expired: no exporter of Docker host %s carried it out within %s", host, s.cfg.JobExpiry)
-			in := stale.Instance{ID: job.InstanceID}
-			err := s.store.ExpireJob(ctx, job, store.ResultSkipped, string(CodeExpired), reason, notRemovedEvent(job, in, store.ResultSkipped, reason))
-			if err == nil {
-				s.metrics.cleanups.WithLabelValues(job.Trigger, store.ResultSkipped).Inc()
-				s.metrics.refusals.WithLabelValues(string(CodeExpired)).Inc()
-			} else if !errors.Is(err, store.ErrLeaseLost) {
-				s.logger.Warn("expire cleanup job", "job_id", job.ID, "err", err)
-			}
-		}
-	}
-	if s.cfg.Retention > 0 {
-		pruned, err := s.store.Prune(ctx, s.cfg.Now().Add(-s.cfg.Retention))
-		if err != nil {
-			s.logger.Warn("prune old records", "err", err)
-		}
-		s.metrics.pruned.WithLabelValues("cleanup_jobs").Add(float64(pruned.Jobs))
-		s.metrics.pruned.WithLabelValues("alert_occurrences").Add(float64(pruned.Occurrences))
-		s.metrics.pruned.WithLabelValues("stale_exporter_events").Add(float64(pruned.Events))
-	}
 }

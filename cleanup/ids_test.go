@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/docker/dockertest"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // A platform whose ids are text, and not UUIDs.
@@ -55,7 +56,7 @@ func TestIDsOfAnyShape(t *testing.T) {
 			db := storetest.NewShaped(t, textIDTables+c.eventLog)
 			e := newEnv(t, envOptions{db: db, storeThreshold: true, now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
 			add := func(id string, start bool) string {
-				cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: start})
+				cid := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: start})
 				db.Exec(t, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, created_at)
 					VALUES ($1, 's1', 'p1', $2, 'pr-1', now() - interval '10 days')`, id, cid)
 				return cid
@@ -148,8 +149,8 @@ func TestAdoptionFitsThePlatformsIDs(t *testing.T) {
 		adopted int
 	}{{textDB, 1}, {uuidDB, 0}} {
 		var logs bytes.Buffer
-		scanner := collector.NewScanner(docker, c.db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, Adopt: true,
-			Threshold: threshold, MaxSnapshotAge: time.Minute, DockerTimeout: 10 * time.Second}, slog.New(slog.NewTextHandler(&logs, nil)))
+		scanner := scan.NewScanner(dockertest.Local(t), c.db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName,
+			Unowned: stale.UnownedOn, Threshold: threshold}, Adopt: true, MaxSnapshotAge: time.Minute}, slog.New(slog.NewTextHandler(&logs, nil)))
 		for range 2 {
 			if r := scanner.Rescan(context.Background()); !r.Success {
 				t.Fatalf("scan with adoption: %v", r.Err)

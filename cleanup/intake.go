@@ -15,14 +15,14 @@ import (
 // one, the one already in flight, or, for an instance already removed, the
 // job that removed it. A dry run returns a job marked DryRun, judged and
 // never stored, and removes nothing.
-func (s *Service) Request(ctx context.Context, instanceID, trigger, requestedBy string, dryRun bool) (store.Job, error) {
+func (s *Service) Request(ctx context.Context, instanceID string, trigger store.Trigger, requestedBy string, dryRun bool) (store.Job, error) {
 	ctx, done := s.storeDeadline(ctx)
 	defer done()
 	job, err := s.request(ctx, instanceID, trigger, requestedBy, dryRun)
 	return job, s.explain(ctx, "request the cleanup of "+instanceID, err)
 }
 
-func (s *Service) request(ctx context.Context, instanceID, trigger, requestedBy string, dryRun bool) (store.Job, error) {
+func (s *Service) request(ctx context.Context, instanceID string, trigger store.Trigger, requestedBy string, dryRun bool) (store.Job, error) {
 	in, err := s.store.Instance(ctx, instanceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return s.removal(ctx, instanceID)
@@ -70,10 +70,10 @@ func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
 		job.Result, job.Code, job.Reason = store.ResultSkipped, string(no.code), no.reason
 		s.metrics.refusals.WithLabelValues(string(no.code)).Inc()
 	default:
-		job.Result = ResultWouldRemove
+		job.Result = store.ResultWouldRemove
 	}
 	job.FinishedAt = s.cfg.Now()
-	s.metrics.cleanups.WithLabelValues(job.Trigger, job.Result).Inc()
+	s.metrics.cleanups.WithLabelValues(string(job.Trigger), string(job.Result)).Inc()
 	return job
 }
 
@@ -81,10 +81,11 @@ func (s *Service) dryRun(ctx context.Context, req store.JobRequest) store.Job {
 // longest stale first, at most limit of them.
 func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, staleCount int, err error) {
 	scanCtx, done := s.storeDeadline(ctx)
-	snap, _, scanErr := s.scans.Latest(scanCtx)
+	r := s.scans.Result(scanCtx)
 	done()
+	snap := r.Snapshot
 	if snap == nil {
-		return nil, 0, s.explain(scanCtx, "wait for a successful scan", fmt.Errorf("no recent successful scan: %w", scanErr))
+		return nil, 0, s.explain(scanCtx, "wait for a successful scan", fmt.Errorf("no recent successful scan: %w", r.Err))
 	}
 	var targets []stale.Observation
 	for _, o := range snap.Observations {
@@ -98,7 +99,7 @@ func (s *Service) Bulk(ctx context.Context, limit int, requestedBy string, dryRu
 		targets = targets[:limit]
 	}
 	for _, o := range targets {
-		job, err := s.Request(ctx, o.Instance.ID, TriggerBulk, requestedBy, dryRun)
+		job, err := s.Request(ctx, o.Instance.ID, store.TriggerBulk, requestedBy, dryRun)
 		if errors.Is(err, ErrUnknownInstance) {
 			continue // removed since the scan
 		}

@@ -41,9 +41,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	// Every series exists from the start, so rates and dashboards have data.
-	for _, trigger := range Triggers {
-		for _, result := range []string{store.ResultRemoved, store.ResultSkipped, store.ResultFailed, ResultWouldRemove} {
-			m.cleanups.WithLabelValues(trigger, result)
+	for _, trigger := range store.Triggers {
+		for _, result := range store.Results {
+			m.cleanups.WithLabelValues(string(trigger), string(result))
 		}
 	}
 	for _, code := range Codes {

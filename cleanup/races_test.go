@@ -13,9 +13,9 @@ import (
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // The races between a cleanup's check and its removal, with the window held
@@ -29,7 +29,7 @@ func (e *env) instanceWith(spec testenv.ContainerSpec) (id, containerID string) 
 	e.t.Helper()
 	id = e.db.AddInstance(e.t, storetest.Instance{Project: "shop", ImageTag: "pr-1", CreatedAt: time.Now().Add(-2 * threshold)})
 	spec.Labels = map[string]string{stale.LabelInstanceID: id}
-	containerID = testenv.NewContainer(e.t, e.docker.Client, spec)
+	containerID = testenv.NewContainer(e.t, e.docker, spec)
 	e.db.Exec(e.t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, containerID)
 	return id, containerID
 }
@@ -57,17 +57,17 @@ func TestRedeployUnderTheSameNameDuringTheRemoval(t *testing.T) {
 	release := e.db.HoldRow(t, id)
 	answer := e.cleanupAsync(id)
 	e.db.WaitForLockWaiter(t) // checked; the mark waits
-	if _, err := e.docker.Client.ContainerRemove(context.Background(), oldCID, client.ContainerRemoveOptions{}); err != nil {
+	if _, err := e.docker.ContainerRemove(context.Background(), oldCID, client.ContainerRemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	newCID := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Name: name, Labels: map[string]string{stale.LabelInstanceID: id}})
+	newCID := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Name: name, Labels: map[string]string{stale.LabelInstanceID: id}})
 	release()
 
 	r := <-answer
 	if r.status != http.StatusConflict || r.Code != string(cleanup.CodeReplaced) {
 		t.Fatalf("cleanup across a redeploy: %d %s %q, want 409 replaced", r.status, r.Code, r.Error)
 	}
-	if !e.containerExists(newCID) || e.docker.removes.Load() != 0 {
+	if !e.containerExists(newCID) || e.engine.removes.Load() != 0 {
 		t.Fatal("the redeployed container was removed")
 	}
 	if !e.instanceExists(id) || e.instanceStatus(id) != stale.StatusStopped || e.removalEvents(id) != 0 {
@@ -83,7 +83,7 @@ func TestContainerThatRanDuringTheRemovalIsKept(t *testing.T) {
 	release := e.db.HoldRow(t, id)
 	answer := e.cleanupAsync(id)
 	e.db.WaitForLockWaiter(t)
-	testenv.RunAgain(t, e.docker.Client, cid)
+	testenv.RunAgain(t, e.docker, cid)
 	release()
 
 	r := <-answer
@@ -101,11 +101,11 @@ func TestResumedJobKeepsAContainerThatRanAgain(t *testing.T) {
 	const lease = 2 * time.Second
 	e := newEnv(t, envOptions{noWorkers: true, lease: lease})
 	id, cid := e.instanceWith(testenv.ContainerSpec{Exit: true})
-	if _, err := e.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false); err != nil {
+	if _, err := e.svc.Request(context.Background(), id, store.TriggerSingle, "test", false); err != nil {
 		t.Fatal(err)
 	}
 	e.markAsAWorkerWould(lease, cid)
-	testenv.RunAgain(t, e.docker.Client, cid) // after the mark, before the resume
+	testenv.RunAgain(t, e.docker, cid) // after the mark, before the resume
 
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,7 +140,7 @@ func TestRowPointedElsewhereDuringTheRemovalIsKept(t *testing.T) {
 	id, oldCID := e.staleInstance("shop")
 	answer := e.cleanupAsync(id)
 	<-engineActed // the old container is gone; its answer is held
-	replacement := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true})
+	replacement := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true})
 	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, replacement)
 	close(proceed)
 
@@ -162,12 +162,12 @@ func TestRowPointedElsewhereDuringTheRemovalIsKept(t *testing.T) {
 
 // Item 8: a row names an old exited container while a running container
 // carries the same instance label. The old one and the row went, leaving the
-// running one without a row; two claimants is a skip, counted.
+// running one without a row; two labelled is a skip, counted.
 func TestSharedInstanceLabelIsNeverRemoved(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.runningInstances(3)
 	id, oldCID := e.staleInstance("shop")
-	running := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true})
+	running := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true})
 
 	r := e.scanner.Rescan(context.Background())
 	for _, o := range r.Snapshot.Observations {
@@ -186,7 +186,7 @@ func TestSharedInstanceLabelIsNeverRemoved(t *testing.T) {
 	if result, reason := e.waitJobs(id); result != store.ResultSkipped || !strings.Contains(reason, "another container carries") {
 		t.Fatalf("webhook job: %s %q", result, reason)
 	}
-	if !e.containerExists(oldCID) || !e.containerRunning(running) || !e.instanceExists(id) || e.docker.removes.Load() != 0 {
+	if !e.containerExists(oldCID) || !e.containerRunning(running) || !e.instanceExists(id) || e.engine.removes.Load() != 0 {
 		t.Fatal("a container or the row of a shared instance label was removed")
 	}
 	if v := counterValue(t, e, "stale_exporter_cleanup_shared_labels_total", nil); v < 2 {

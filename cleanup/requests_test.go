@@ -100,8 +100,8 @@ func TestRequestsThatSayDryRunRemoveNothing(t *testing.T) {
 			}
 		})
 	}
-	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs"); n != 0 || e.docker.removes.Load() != 0 {
-		t.Fatalf("%d jobs, %d removals: a dry run or refused request started a cleanup", n, e.docker.removes.Load())
+	if n := e.db.Count(t, "SELECT count(*) FROM cleanup_jobs"); n != 0 || e.engine.removes.Load() != 0 {
+		t.Fatalf("%d jobs, %d removals: a dry run or refused request started a cleanup", n, e.engine.removes.Load())
 	}
 	// A plain request still works, after all of that.
 	if r := e.do(http.MethodPost, single, auth.RoleOperator, "", nil); r.status != http.StatusOK || e.containerExists(cid) {

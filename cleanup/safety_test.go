@@ -16,9 +16,9 @@ import (
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // settings.stale_threshold_days of 365000 ("practically never") wrapped a
@@ -28,7 +28,7 @@ func TestThresholdOutOfRangeRemovesNothing(t *testing.T) {
 	e := newEnv(t, envOptions{storeThreshold: true, now: time.Now})
 	e.runningInstances(3)
 	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-time.Hour), LastAliveAt: time.Now().Add(-3 * time.Minute)})
-	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true, Exit: true})
+	cid := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: true, Exit: true})
 	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 	e.db.Exec(t, "ALTER TABLE settings DROP CONSTRAINT IF EXISTS settings_stale_threshold_days_check")
 	e.db.Exec(t, "UPDATE settings SET stale_threshold_days = 365000")
@@ -55,7 +55,7 @@ func TestRedeployInProgressIsNotRemoved(t *testing.T) {
 	e := newEnv(t, envOptions{now: time.Now})
 	monthAgo := time.Now().Add(-30 * 24 * time.Hour)
 	id := e.db.AddInstance(t, storetest.Instance{CreatedAt: monthAgo, LastAliveAt: monthAgo, Status: "deploying"})
-	cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+	cid := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
 	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
@@ -332,9 +332,9 @@ func TestKeepLabelIsABoolean(t *testing.T) {
 		"yes": cleanup.CodeKept, "": cleanup.CodeKept} {
 		id, cid := e.instanceWith(testenv.ContainerSpec{})
 		// The label set at creation: replace the container with a kept one.
-		e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, testenv.NewContainer(t, e.docker.Client,
+		e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, testenv.NewContainer(t, e.docker,
 			testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id, stale.LabelKeep: value}}))
-		if _, err := e.docker.Client.ContainerRemove(context.Background(), cid, client.ContainerRemoveOptions{}); err != nil {
+		if _, err := e.docker.ContainerRemove(context.Background(), cid, client.ContainerRemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		res := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
@@ -342,8 +342,8 @@ func TestKeepLabelIsABoolean(t *testing.T) {
 			t.Errorf("keep=%q: %d %s %q, want 409 %s", value, res.status, res.Code, res.Error, code)
 		}
 	}
-	if e.docker.removes.Load() != 0 {
-		t.Fatalf("%d kept containers removed", e.docker.removes.Load())
+	if e.engine.removes.Load() != 0 {
+		t.Fatalf("%d kept containers removed", e.engine.removes.Load())
 	}
 }
 
@@ -359,7 +359,7 @@ func TestUnusableSettingsRemoveNothing(t *testing.T) {
 			e := newEnv(t, envOptions{storeThreshold: true, now: time.Now})
 			e.runningInstances(3)
 			id := e.db.AddInstance(t, storetest.Instance{CreatedAt: time.Now().Add(-30 * time.Hour), LastAliveAt: time.Now().Add(-30 * time.Hour)})
-			cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+			cid := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 			e.db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 			e.db.Exec(t, "UPDATE settings SET stale_threshold_days = 2")
 			e.db.Exec(t, c.setup)
@@ -431,12 +431,12 @@ func TestJobsExpireAndRecordsArePruned(t *testing.T) {
 	e.runningInstances(1)
 	id, cid := e.staleInstance("shop")
 	e.db.Exec(t, "UPDATE instances SET docker_host = 'gone-host' WHERE id = $1", id)
-	job, err := e.svc.Request(context.Background(), id, cleanup.TriggerSingle, "test", false)
+	job, err := e.svc.Request(context.Background(), id, store.TriggerSingle, "test", false)
 	if err != nil || job.State != store.JobPending {
 		t.Fatalf("request: %+v %v", job, err)
 	}
 	e.db.Exec(t, "UPDATE cleanup_jobs SET created_at = now() - interval '2 days' WHERE id = $1", job.ID)
-	svc := cleanup.NewService(e.db.Store, e.docker, e.scanner, cleanup.Config{DockerHost: testHost, Workers: 1,
+	svc := cleanup.NewService(e.db.Store, e.engine, e.scanner, cleanup.Config{Config: stale.Config{Host: testenv.EngineName}, Workers: 1,
 		JobExpiry: 24 * time.Hour, Retention: 30 * 24 * time.Hour}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	svc.Maintain(context.Background())
 	r := e.do(http.MethodPost, "/api/containers/stale/"+id+"/cleanup", auth.RoleOperator, "", nil)
@@ -447,7 +447,7 @@ func TestJobsExpireAndRecordsArePruned(t *testing.T) {
 	if err := e.db.Pool.QueryRow(context.Background(), "SELECT result, reason_code, reason FROM cleanup_jobs WHERE id = $1", job.ID).Scan(&result, &code, &reason); err != nil {
 		t.Fatal(err)
 	}
-	if result != store.ResultSkipped || code != string(cleanup.CodeExpired) || !strings.Contains(reason, `gone-host`) {
+	if result != string(store.ResultSkipped) || code != string(cleanup.CodeExpired) || !strings.Contains(reason, `gone-host`) {
 		t.Fatalf("expired job: %s %s %q", result, code, reason)
 	}
 	if !e.containerExists(cid) || e.instanceStatus(id) != stale.StatusStopped {

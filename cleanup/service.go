@@ -12,38 +12,26 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
-
-// Triggers: who asked for a cleanup.
-const (
-	TriggerSingle  = "single"
-	TriggerBulk    = "bulk"
-	TriggerWebhook = "webhook"
-)
-
-// Triggers are every trigger.
-var Triggers = []string{TriggerSingle, TriggerBulk, TriggerWebhook}
-
-// ResultWouldRemove is a dry run's verdict for an instance it would remove.
-const ResultWouldRemove = "would_remove"
 
 // ErrUnknownInstance is returned for an instance that does not exist and was
 // never removed by this service.
 var ErrUnknownInstance = errors.New("unknown instance")
 
-// Docker is the part of the Docker Engine API a cleanup uses.
+// Docker is the part of the Docker engine a cleanup uses (internal/docker).
 type Docker interface {
-	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
-	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
-	ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	Inspect(ctx context.Context, ref string) (stale.Container, error)
+	Labelled(ctx context.Context, instanceID string) ([]string, error)
+	// Remove removes a container by its full id, never forced; it fails
+	// with docker.ErrNotFound or docker.ErrConflict.
+	Remove(ctx context.Context, id string) error
 }
 
 // Store is the part of the store a cleanup uses.
@@ -52,35 +40,33 @@ type Store interface {
 	ThresholdDays(ctx context.Context) (int64, error)
 	OtherEngines(ctx context.Context, name string) (int, error)
 	EnqueueJob(ctx context.Context, req store.JobRequest) (store.Job, bool, error)
-	ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned stale.UnownedMode) (store.Job, bool, error)
+	LeaseJob(ctx context.Context, lease time.Duration, dockerHost string, unowned stale.UnownedMode) (store.Job, bool, error)
 	MarkRemoving(ctx context.Context, job store.Job, checkedStatus, target string, judged time.Time) error
 	FinishRemoved(ctx context.Context, job store.Job, event func(rowKept bool) store.Event) error
-	FinishJob(ctx context.Context, job store.Job, result, code, reason string, event store.Event) error
+	FinishJob(ctx context.Context, job store.Job, result store.JobResult, code, reason string, event store.Event) error
 	RetryJob(ctx context.Context, job store.Job, code, reason string, after time.Duration) error
 	Jobs(ctx context.Context, ids []int64) ([]store.Job, error)
 	RecentJobs(ctx context.Context, limit int) ([]store.Job, error)
 	LastRemoval(ctx context.Context, instanceID string) (store.Job, bool, error)
 	RecordAlert(ctx context.Context, occ store.AlertOccurrence, event store.Event, cleanup *store.JobRequest) (bool, store.Job, error)
 	ExpirableJobs(ctx context.Context, createdBefore time.Time, limit int) ([]store.Job, error)
-	ExpireJob(ctx context.Context, job store.Job, result, code, reason string, event store.Event) error
+	ExpireJob(ctx context.Context, job store.Job, result store.JobResult, code, reason string, event store.Event) error
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
 }
 
-// Scans gives the latest scan, for the bulk list and the mass-stale guard:
-// the last good snapshot (nil when none is recent enough), whether the latest
-// scan succeeded, and its error if not.
+// Scans gives the latest scan (internal/scan's Scanner), for the bulk list
+// and the mass-stale guard.
 type Scans interface {
-	Latest(ctx context.Context) (snap *stale.Snapshot, succeeded bool, err error)
+	Result(ctx context.Context) scan.Result
 }
 
 // Config tunes a Service.
 type Config struct {
+	// Config is how the exporter judges, shared with its scans.
+	stale.Config
 	Workers int
-	// Threshold overrides settings.stale_threshold_days when positive.
-	Threshold     time.Duration
-	DockerTimeout time.Duration
-	// Lease is how long a claimed job is a worker's before another may
-	// resume it; it must outlast a job's Docker calls.
+	// Lease is how long a leased job is a worker's before another may
+	// resume it; it must outlast a job's Docker calls (default 50s).
 	Lease time.Duration
 	// MaxStaleRatio: above this share of stale instances, bulk and webhook
 	// cleanups refuse.
@@ -89,17 +75,9 @@ type Config struct {
 	DryRun bool
 	// PollInterval is how often idle workers look for jobs other replicas added.
 	PollInterval time.Duration
-	// Now is the clock of the stale rule and of dry runs; nil means time.Now.
-	Now func() time.Time
 	// StoreTimeout bounds the store work of one request (default 5s), so
 	// that a hanging PostgreSQL answers 503 instead of holding clients.
 	StoreTimeout time.Duration
-	// DockerHost is the engine this service removes containers from: it
-	// carries out only the jobs of instances that engine owns.
-	DockerHost string
-	// Unowned says whether it also carries out the jobs of instances no
-	// engine owns (see stale.UnownedMode).
-	Unowned stale.UnownedMode
 	// MaxAttempts bounds how often a job whose check could not tell (engine
 	// or store unreachable) is tried (default 5); RetryBackoff is the first
 	// wait between tries, doubled each time (default 1s).
@@ -126,14 +104,12 @@ type Service struct {
 
 // NewService returns a Service and registers its metrics with reg.
 func NewService(st Store, docker Docker, scans Scans, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *Service {
+	cfg.Config = cfg.Config.WithDefaults()
 	if cfg.Lease <= 0 {
-		cfg.Lease = 4*cfg.DockerTimeout + 10*time.Second
+		cfg.Lease = 50 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
@@ -147,63 +123,9 @@ func NewService(st Store, docker Docker, scans Scans, cfg Config, reg prometheus
 	if cfg.MaintainInterval <= 0 {
 		cfg.MaintainInterval = 10 * time.Minute
 	}
-	if cfg.Unowned == "" {
-		cfg.Unowned = stale.UnownedAuto
-	}
 	return &Service{
 		store: st, docker: docker, scans: scans, cfg: cfg, logger: logger,
 		metrics: newMetrics(reg),
 		wake:    make(chan struct{}, max(cfg.Workers, 1)),
-	}
-}
-
-// Run starts the workers and the maintenance (expiry, retention), and
-// blocks until ctx is done and the workers have finished the jobs they hold.
-func (s *Service) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for range s.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.work(ctx)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.maintain(ctx)
-	}()
-	wg.Wait()
-}
-
-func (s *Service) work(ctx context.Context) {
-	for {
-		job, ok, err := s.store.ClaimJob(ctx, s.cfg.Lease, s.cfg.DockerHost, s.cfg.Unowned)
-		if err != nil && ctx.Err() == nil {
-			s.logger.Error("claim cleanup job", "err", err)
-		}
-		if ok {
-			// A job once started is carried to its end, even on shutdown.
-			jobCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Lease)
-			s.execute(jobCtx, job)
-			cancel()
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-time.After(s.cfg.PollInterval):
-		}
-	}
-}
-
-func (s *Service) wakeWorkers() {
-	for range cap(s.wake) {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-			return
-		}
 	}
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // The platform's tables as the platform may really have them: ids kept as
@@ -56,7 +56,7 @@ func TestPlatformShapes(t *testing.T) {
 			db.Exec(t, "INSERT INTO stages (id, project_id, name) VALUES ($1, $2, 'preview')", stageID, projectID)
 			add := func(start bool) (string, string) {
 				id := newUUID(t, db)
-				cid := testenv.NewContainer(t, e.docker.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: start})
+				cid := testenv.NewContainer(t, e.docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}, Start: start})
 				db.Exec(t, `INSERT INTO instances (id, stage_id, project_id, container_id, image_tag, created_at)
 					VALUES ($1, $2, $3, $4, 'pr-1', now() - interval '10 days')`, id, stageID, projectID, cid)
 				return id, cid

@@ -1,3 +1,6 @@
+// Package collector is the Prometheus side of stale-exporter: a scan
+// result in, const metrics out (the gauges of every instance and the scan's
+// own health), and the /metrics handler that renders each scan once.
 package collector
 
 import (
@@ -6,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
@@ -47,12 +51,12 @@ var (
 // in, const metrics out, no I/O. One series of each gauge per instance of
 // the snapshot, and the scan's own health.
 type Collector struct {
-	result     Result
+	result     scan.Result
 	dockerHost string
 }
 
 // New returns the Collector of a scan result of dockerHost's engine.
-func New(result Result, dockerHost string) *Collector {
+func New(result scan.Result, dockerHost string) *Collector {
 	return &Collector{result: result, dockerHost: dockerHost}
 }
 

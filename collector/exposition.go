@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 )
 
 // HandlerOpts tunes the /metrics handler.
@@ -24,10 +26,10 @@ type HandlerOpts struct {
 	Timeout time.Duration
 }
 
-// Results gives the outcome of the latest scan; a *Scanner does, reusing a
-// recent scan or sharing one in progress.
+// Results gives the outcome of the latest scan; internal/scan's Scanner
+// does, reusing a recent scan or sharing one in progress.
 type Results interface {
-	Result(ctx context.Context) Result
+	Result(ctx context.Context) scan.Result
 }
 
 // Handler serves /metrics. A scrape asks for one scan result and renders
@@ -99,15 +101,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // exposition returns the rendering of a scan result, rendering it if it is
 // the first scrape of that scan; concurrent first scrapes wait for one render.
-func (h *Handler) exposition(r Result) *exposition {
+func (h *Handler) exposition(r scan.Result) *exposition {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.rendered != nil && h.rendered.seq == r.Seq {
 		return h.rendered
 	}
-	scan := prometheus.NewRegistry()
-	scan.MustRegister(New(r, h.dockerHost))
-	families, err := prometheus.Gatherers{h.gatherer, scan}.Gather()
+	scanned := prometheus.NewRegistry()
+	scanned.MustRegister(New(r, h.dockerHost))
+	families, err := prometheus.Gatherers{h.gatherer, scanned}.Gather()
 	if err != nil {
 		// As promhttp's ContinueOnError: serve what could be gathered.
 		h.logger.Error("gather metrics", "err", err)

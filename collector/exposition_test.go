@@ -17,21 +17,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/collector"
-	"github.com/docker-watcher/stale-exporter/internal/enginefake"
+	"github.com/docker-watcher/stale-exporter/internal/docker/dockertest"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // fixedResults answers a hand-made scan result; block holds every call
 // until it is closed.
 type fixedResults struct {
 	mu    sync.Mutex
-	r     collector.Result
+	r     scan.Result
 	block chan struct{}
 	calls atomic.Int64
 }
 
-func (f *fixedResults) Result(ctx context.Context) collector.Result {
+func (f *fixedResults) Result(ctx context.Context) scan.Result {
 	f.calls.Add(1)
 	if f.block != nil {
 		select {
@@ -44,7 +46,7 @@ func (f *fixedResults) Result(ctx context.Context) collector.Result {
 	return f.r
 }
 
-func (f *fixedResults) set(r collector.Result) {
+func (f *fixedResults) set(r scan.Result) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.r = r
@@ -87,8 +89,8 @@ func scrape(t *testing.T, h http.Handler, gzipped bool) (int, string, *http.Resp
 // The exposition is rendered once per scan: a later scrape of the same scan
 // gets the same bytes, a new scan a new rendering.
 func TestHandlerRendersOncePerScan(t *testing.T) {
-	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
-	h := collector.NewHandler(results, prometheus.NewPedanticRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	results := &fixedResults{r: scan.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
+	h := collector.NewHandler(results, prometheus.NewPedanticRegistry(), testenv.EngineName, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
 
 	status, first, res := scrape(t, h, false)
 	if status != http.StatusOK || !strings.Contains(first, "instance_stale{") || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
@@ -98,19 +100,19 @@ func TestHandlerRendersOncePerScan(t *testing.T) {
 	if res.Header.Get("Content-Encoding") != "gzip" || zipped != first {
 		t.Fatalf("gzipped scrape differs from the plain one")
 	}
-	results.set(collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(2)})
+	results.set(scan.Result{Seq: 1, Success: true, Snapshot: snapshotOf(2)})
 	if _, again, _ := scrape(t, h, false); again != first {
 		t.Fatal("a scrape of the same scan was rendered anew")
 	}
-	results.set(collector.Result{Seq: 2, Success: true, Snapshot: snapshotOf(2)})
+	results.set(scan.Result{Seq: 2, Success: true, Snapshot: snapshotOf(2)})
 	if _, next, _ := scrape(t, h, false); strings.Count(next, "instance_stale{") != 2 {
 		t.Fatalf("a new scan was not rendered anew:\n%s", next)
 	}
 }
 
 func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
-	results := &fixedResults{r: collector.Result{Seq: 1}, block: make(chan struct{})}
-	h := collector.NewHandler(results, prometheus.NewRegistry(), testHost, collector.HandlerOpts{MaxRequests: 2, Timeout: 10 * time.Second},
+	results := &fixedResults{r: scan.Result{Seq: 1}, block: make(chan struct{})}
+	h := collector.NewHandler(results, prometheus.NewRegistry(), testenv.EngineName, collector.HandlerOpts{MaxRequests: 2, Timeout: 10 * time.Second},
 		slog.New(slog.DiscardHandler))
 	var wg sync.WaitGroup
 	for range 2 {
@@ -140,22 +142,24 @@ func TestHandlerLimitsConcurrentScrapes(t *testing.T) {
 // self-metrics of one scrape come from one scan. With a cache TTL shorter
 // than a scan, the render used to ask again and so scan twice per scrape.
 func TestOneScrapeOneScan(t *testing.T) {
-	results := &fixedResults{r: collector.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
-	h := collector.NewHandler(results, prometheus.NewRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	results := &fixedResults{r: scan.Result{Seq: 1, Success: true, Snapshot: snapshotOf(1)}}
+	h := collector.NewHandler(results, prometheus.NewRegistry(), testenv.EngineName, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
 	scrape(t, h, false)
 	if n := results.calls.Load(); n != 1 {
 		t.Fatalf("one scrape asked for %d scan results, want 1", n)
 	}
 
-	engine := &enginefake.Engine{}
-	engine.Add(enginefake.Container{ID: hexID(1), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "a"}, Created: t0})
-	st := &memStore{inv: store.Inventory{ThresholdDays: 7, Instances: []stale.Instance{{ID: "a", ContainerID: hexID(1), CreatedAt: t0}}}}
-	clock := &fakeClock{now: t0}
-	// A cache TTL of zero: any later Result is a new scan.
-	scanner := collector.NewScanner(engine, st, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, Threshold: time.Hour,
-		MaxSnapshotAge: time.Minute, DockerTimeout: time.Second, Now: func() time.Time { clock.Add(time.Millisecond); return clock.Now() }},
+	engine := &dockertest.Engine{}
+	id := strings.Repeat("ab", 32)
+	engine.Add(dockertest.Container{ID: id, State: "exited", Labels: map[string]string{stale.LabelInstanceID: "a"}, Created: t0})
+	st := storetest.NewMem()
+	st.Put(stale.Instance{ID: "a", ContainerID: id, CreatedAt: t0})
+	// A cache TTL of zero and a clock that moves: any later Result is a new scan.
+	now := t0
+	scanner := scan.NewScanner(engine, st, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn,
+		Threshold: time.Hour, Now: func() time.Time { now = now.Add(time.Millisecond); return now }}, MaxSnapshotAge: time.Minute},
 		slog.New(slog.DiscardHandler))
-	h = collector.NewHandler(scanner, prometheus.NewRegistry(), testHost, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
+	h = collector.NewHandler(scanner, prometheus.NewRegistry(), testenv.EngineName, collector.HandlerOpts{Timeout: time.Second}, slog.New(slog.DiscardHandler))
 	_, body, _ := scrape(t, h, false)
 	if engine.Lists != 1 || !strings.Contains(body, `stale_exporter_scan_success{docker_host="test-engine"} 1`) {
 		t.Fatalf("one scrape made %d ContainerList calls, want 1:\n%s", engine.Lists, body)

@@ -136,10 +136,10 @@ func (s *Store) MarkAlive(ctx context.Context, ids []string, at time.Time) error
 	return nil
 }
 
-// Claim makes dockerHost the owner of the given unowned instances, whose
+// Own makes dockerHost the owner of the given unowned instances, whose
 // containers its exporter listed, and of their jobs in flight; an instance
 // another host owns is left to it.
-func (s *Store) Claim(ctx context.Context, dockerHost string, ids []string) error {
+func (s *Store) Own(ctx context.Context, dockerHost string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -149,11 +149,11 @@ func (s *Store) Claim(ctx context.Context, dockerHost string, ids []string) erro
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE cleanup_jobs SET docker_host = $1
-			WHERE instance_id = ANY($2::text[]) AND docker_host IS NULL AND state <> '`+JobDone+`'`, dockerHost, ids)
+			WHERE instance_id = ANY($2::text[]) AND docker_host IS NULL AND state <> '`+string(JobDone)+`'`, dockerHost, ids)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("claim %d instances for %s: %w", len(ids), dockerHost, err)
+		return fmt.Errorf("own %d instances for %s: %w", len(ids), dockerHost, err)
 	}
 	return nil
 }

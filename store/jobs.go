@@ -11,20 +11,48 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
-// Job states and results, the values SQL uses too (migrations/0002's default
-// and partial index name pending and done).
+// The job vocabulary, in one place: the values the API shows and SQL
+// uses too (migrations/0002's default and partial index name pending and
+// done).
+
+// JobState is where a job is.
+type JobState string
+
+// The states of a job.
 const (
-	JobPending = "pending"
-	JobRunning = "running"
-	JobDone    = "done"
+	JobPending JobState = "pending"
+	JobRunning JobState = "running"
+	JobDone    JobState = "done"
 )
 
-// Job results.
+// JobResult is what a finished job did.
+type JobResult string
+
+// The results of a job.
 const (
-	ResultRemoved = "removed"
-	ResultSkipped = "skipped"
-	ResultFailed  = "failed"
+	ResultRemoved JobResult = "removed"
+	ResultSkipped JobResult = "skipped"
+	ResultFailed  JobResult = "failed"
+	// ResultWouldRemove is a dry run's verdict for an instance it would
+	// remove; a dry run is never stored.
+	ResultWouldRemove JobResult = "would_remove"
 )
+
+// Results are every result, for the series that exist from the start.
+var Results = []JobResult{ResultRemoved, ResultSkipped, ResultFailed, ResultWouldRemove}
+
+// Trigger says who asked for a cleanup.
+type Trigger string
+
+// The triggers.
+const (
+	TriggerSingle  Trigger = "single"
+	TriggerBulk    Trigger = "bulk"
+	TriggerWebhook Trigger = "webhook"
+)
+
+// Triggers are every trigger.
+var Triggers = []Trigger{TriggerSingle, TriggerBulk, TriggerWebhook}
 
 // ErrLeaseLost is returned when a job was taken over by another worker
 // because this one held it longer than its lease.
@@ -39,10 +67,10 @@ type Job struct {
 	ID          int64
 	InstanceID  string
 	ContainerID string
-	Trigger     string
+	Trigger     Trigger
 	RequestedBy string
-	State       string
-	Result      string
+	State       JobState
+	Result      JobResult
 	// Code is the stable name of Reason, for programs.
 	Code   string
 	Reason string
@@ -56,7 +84,7 @@ type Job struct {
 	// DockerHost is the engine that owns the instance: only its exporter
 	// carries the job out. "" for an unowned instance.
 	DockerHost string
-	// Attempts fences a job's writes: only the latest claim may finish it.
+	// Attempts fences a job's writes: only the latest lease may finish it.
 	Attempts   int
 	CreatedAt  time.Time
 	FinishedAt time.Time
@@ -68,7 +96,7 @@ type Job struct {
 type JobRequest struct {
 	InstanceID  string
 	ContainerID string
-	Trigger     string
+	Trigger     Trigger
 	RequestedBy string
 }
 
@@ -126,7 +154,7 @@ func (s *Store) enqueueJob(ctx context.Context, q querier, req JobRequest) (Job,
 	for range 3 {
 		job, err := scanJob(q.QueryRow(ctx, `INSERT INTO cleanup_jobs (instance_id, container_id, trigger, requested_by, docker_host)
 			SELECT $1, $2, $3, $4, docker_host FROM instances WHERE id = $1::text::`+idType+`
-			ON CONFLICT (instance_id) WHERE state <> '`+JobDone+`' DO NOTHING
+			ON CONFLICT (instance_id) WHERE state <> '`+string(JobDone)+`' DO NOTHING
 			RETURNING `+jobColumns, key, req.ContainerID, req.Trigger, req.RequestedBy))
 		if err == nil {
 			return job, true, nil
@@ -135,7 +163,7 @@ func (s *Store) enqueueJob(ctx context.Context, q querier, req JobRequest) (Job,
 			return Job{}, false, fmt.Errorf("enqueue cleanup of %s: %w", req.InstanceID, err)
 		}
 		job, err = scanJob(q.QueryRow(ctx, "SELECT "+jobColumns+
-			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> '"+JobDone+"'", key))
+			" FROM cleanup_jobs WHERE instance_id = $1 AND state <> '"+string(JobDone)+"'", key))
 		if err == nil {
 			return job, false, nil
 		}
@@ -159,26 +187,26 @@ func unownedJudgedSQL(host, mode string) string {
 	return `(` + mode + ` = 'true' OR (` + mode + ` = 'auto' AND NOT EXISTS (SELECT 1 FROM stale_exporter_engines WHERE name <> ` + host + `)))`
 }
 
-// ClaimJob takes the oldest job of dockerHost (and of instances no host owns
+// LeaseJob takes the oldest job of dockerHost (and of instances no host owns
 // while the mode judges them) that is pending and due, or whose worker let
 // its lease run out (it crashed or was cut off), and leases it for the given
 // time. It returns false when there is nothing to do.
-func (s *Store) ClaimJob(ctx context.Context, lease time.Duration, dockerHost string, unowned stale.UnownedMode) (Job, bool, error) {
+func (s *Store) LeaseJob(ctx context.Context, lease time.Duration, dockerHost string, unowned stale.UnownedMode) (Job, bool, error) {
 	job, err := scanJob(s.pool.QueryRow(ctx, `UPDATE cleanup_jobs
-		SET state = '`+JobRunning+`', attempts = attempts + 1, lease_until = now() + $1::interval,
+		SET state = '`+string(JobRunning)+`', attempts = attempts + 1, lease_until = now() + $1::interval,
 			started_at = coalesce(started_at, now()), not_before = NULL
 		WHERE id = (
 			SELECT id FROM cleanup_jobs
 			WHERE (docker_host = $2 OR (docker_host IS NULL AND `+unownedJudgedSQL("$2", "$3")+`))
-				AND ((state = '`+JobPending+`' AND (not_before IS NULL OR not_before <= now()))
-					OR (state = '`+JobRunning+`' AND lease_until < now()))
+				AND ((state = '`+string(JobPending)+`' AND (not_before IS NULL OR not_before <= now()))
+					OR (state = '`+string(JobRunning)+`' AND lease_until < now()))
 			ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
 		RETURNING `+jobColumns, lease, dockerHost, string(unowned)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}
 	if err != nil {
-		return Job{}, false, fmt.Errorf("claim cleanup job: %w", err)
+		return Job{}, false, fmt.Errorf("lease cleanup job: %w", err)
 	}
 	return job, true, nil
 }
@@ -215,7 +243,7 @@ func (s *Store) MarkRemoving(ctx context.Context, job Job, checkedStatus, target
 func (s *Store) FinishRemoved(ctx context.Context, job Job, event func(rowKept bool) Event) error {
 	idType := s.shape.IDTypes["instances"]
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = '`+ResultRemoved+`', reason = '',
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+string(JobDone)+`', result = '`+string(ResultRemoved)+`', reason = '',
 			reason_code = '', finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`); err != nil {
 			return err
 		}
@@ -244,9 +272,9 @@ func (s *Store) FinishRemoved(ctx context.Context, job Job, event func(rowKept b
 // FinishJob closes a job that did not remove anything. If the job had marked
 // the instance removing, the instance gets its previous status back, so that
 // nothing stays removing.
-func (s *Store) FinishJob(ctx context.Context, job Job, result, code, reason string, event Event) error {
+func (s *Store) FinishJob(ctx context.Context, job Job, result JobResult, code, reason string, event Event) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = $3, reason_code = $4, reason = $5,
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+string(JobDone)+`', result = $3, reason_code = $4, reason = $5,
 			finished_at = now(), lease_until = NULL WHERE id = $1 AND attempts = $2`, result, code, reason); err != nil {
 			return err
 		}
@@ -276,7 +304,7 @@ func (s *Store) closeJob(ctx context.Context, tx pgx.Tx, job Job, event Event) e
 // resumes it.
 func (s *Store) RetryJob(ctx context.Context, job Job, code, reason string, after time.Duration) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobPending+`', reason_code = $3, reason = $4,
+		return fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+string(JobPending)+`', reason_code = $3, reason = $4,
 			not_before = now() + $5::interval, lease_until = NULL WHERE id = $1 AND attempts = $2`, code, reason, after)
 	})
 	if err != nil {
@@ -286,7 +314,7 @@ func (s *Store) RetryJob(ctx context.Context, job Job, code, reason string, afte
 }
 
 // fenced runs a job update whose first two parameters are the job id and
-// attempt, failing with ErrLeaseLost when a later claim took the job over.
+// attempt, failing with ErrLeaseLost when a later lease took the job over.
 func fenced(ctx context.Context, tx pgx.Tx, job Job, sql string, args ...any) error {
 	tag, err := tx.Exec(ctx, sql, append([]any{job.ID, job.Attempts}, args...)...)
 	if err != nil {
@@ -323,7 +351,7 @@ func (s *Store) LastRemoval(ctx context.Context, instanceID string) (Job, bool, 
 		return Job{}, false, nil
 	}
 	job, err := scanJob(s.pool.QueryRow(ctx, "SELECT "+jobColumns+` FROM cleanup_jobs
-		WHERE instance_id = $1 AND result = '`+ResultRemoved+`' ORDER BY id DESC LIMIT 1`, key))
+		WHERE instance_id = $1 AND result = '`+string(ResultRemoved)+`' ORDER BY id DESC LIMIT 1`, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, false, nil
 	}

@@ -27,7 +27,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 		sql string
 	}{
 		{&p.Jobs, `DELETE FROM cleanup_jobs WHERE id IN (SELECT id FROM cleanup_jobs
-			WHERE state = '` + JobDone + `' AND finished_at < $1 LIMIT $2)`},
+			WHERE state = '` + string(JobDone) + `' AND finished_at < $1 LIMIT $2)`},
 		{&p.Occurrences, `DELETE FROM alert_occurrences WHERE (fingerprint, starts_at) IN (SELECT fingerprint, starts_at
 			FROM alert_occurrences WHERE last_seen_at < $1 LIMIT $2)`},
 		{&p.Events, `DELETE FROM stale_exporter_events WHERE id IN (SELECT id FROM stale_exporter_events
@@ -52,7 +52,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 // lease ran out long ago.
 func (s *Store) ExpirableJobs(ctx context.Context, createdBefore time.Time, limit int) ([]Job, error) {
 	jobs, err := collectJobs(s.pool.Query(ctx, "SELECT "+jobColumns+` FROM cleanup_jobs
-		WHERE state <> '`+JobDone+`' AND created_at < $1 AND (state = '`+JobPending+`' OR lease_until < now())
+		WHERE state <> '`+string(JobDone)+`' AND created_at < $1 AND (state = '`+string(JobPending)+`' OR lease_until < now())
 		ORDER BY id LIMIT $2`, createdBefore, limit))
 	if err != nil {
 		return nil, fmt.Errorf("list expirable cleanup jobs: %w", err)
@@ -62,11 +62,11 @@ func (s *Store) ExpirableJobs(ctx context.Context, createdBefore time.Time, limi
 
 // ExpireJob closes a job nobody carried out, as FinishJob does, unless a
 // worker took it since it was listed (ErrLeaseLost).
-func (s *Store) ExpireJob(ctx context.Context, job Job, result, code, reason string, event Event) error {
+func (s *Store) ExpireJob(ctx context.Context, job Job, result JobResult, code, reason string, event Event) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+JobDone+`', result = $3, reason_code = $4, reason = $5,
+		if err := fenced(ctx, tx, job, `UPDATE cleanup_jobs SET state = '`+string(JobDone)+`', result = $3, reason_code = $4, reason = $5,
 			finished_at = now(), lease_until = NULL
-			WHERE id = $1 AND attempts = $2 AND state <> '`+JobDone+`' AND (state = '`+JobPending+`' OR lease_until < now())`,
+			WHERE id = $1 AND attempts = $2 AND state <> '`+string(JobDone)+`' AND (state = '`+string(JobPending)+`' OR lease_until < now())`,
 			result, code, reason); err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // TestMain doubles as one replica of TestMigrateConcurrently when started
@@ -136,7 +136,7 @@ func TestReadInventoryJoinsNames(t *testing.T) {
 	db := storetest.New(t)
 	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-17", ContainerID: "c1"})
 	db.Exec(t, "UPDATE settings SET stale_threshold_days = 3")
-	inv, err := db.Store.ReadInventory(context.Background(), testHost)
+	inv, err := db.Store.ReadInventory(context.Background(), testenv.EngineName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +160,6 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 	}
 }
 
-// testHost names the engine of the tests' exporters.
-const testHost = "test-engine"
-
 // Engines register by their heartbeat; a job of an unowned instance is
 // claimed in auto mode only while no other engine is registered, and again
 // once an operator removed the other's registration (audited).
@@ -180,7 +177,7 @@ func TestEngineRegistryDecidesUnownedJobs(t *testing.T) {
 		t.Fatalf("register host-b: %d %v", others, err)
 	}
 	for mode, want := range map[stale.UnownedMode]bool{stale.UnownedAuto: false, stale.UnownedOff: false} {
-		if _, ok, err := db.Store.ClaimJob(ctx, time.Minute, "host-a", mode); err != nil || ok != want {
+		if _, ok, err := db.Store.LeaseJob(ctx, time.Minute, "host-a", mode); err != nil || ok != want {
 			t.Errorf("claim in mode %s with another engine registered: %v %v, want %v", mode, ok, err, want)
 		}
 	}
@@ -193,7 +190,7 @@ func TestEngineRegistryDecidesUnownedJobs(t *testing.T) {
 	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message LIKE '%host-b% removed by admin'"); n != 1 {
 		t.Errorf("%d events for the removed registration, want 1", n)
 	}
-	if _, ok, err := db.Store.ClaimJob(ctx, time.Minute, "host-a", stale.UnownedAuto); err != nil || !ok {
+	if _, ok, err := db.Store.LeaseJob(ctx, time.Minute, "host-a", stale.UnownedAuto); err != nil || !ok {
 		t.Fatalf("claim in auto mode once alone again: %v %v", ok, err)
 	}
 	engines, err := db.Store.Engines(ctx)

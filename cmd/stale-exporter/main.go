@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/moby/moby/client"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -20,6 +19,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/app"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	operator "github.com/docker-watcher/stale-exporter/internal/cli"
+	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
@@ -43,7 +43,7 @@ func main() {
 		Envar("STALE_EXPORTER_STORE_DSN").StringVar(&f.StoreDSN)
 	serve.Flag("store.timeout", "Longest time a request waits for PostgreSQL before answering 503.").Default("5s").DurationVar(&f.StoreTimeout)
 	serve.Flag("docker.host", "Docker Engine API address.").
-		Envar("DOCKER_HOST").Default(client.DefaultDockerHost).StringVar(&f.DockerHost)
+		Envar("DOCKER_HOST").Default(docker.DefaultAddr).StringVar(&f.DockerAddr)
 	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.DockerTimeout)
 	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").
 		StringVar(&f.DockerHostName)

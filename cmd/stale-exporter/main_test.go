@@ -3,7 +3,6 @@ package main_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,29 +18,12 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stale-exporter-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "stale-exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 func TestStartupErrorsAreOneClearLine(t *testing.T) {
+	binary := testenv.BuildExporter(t)
 	db := storetest.New(t)
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.yml")
@@ -94,6 +76,7 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 }
 
 func TestServeAndShutDown(t *testing.T) {
+	binary := testenv.BuildExporter(t)
 	testenv.Docker(t)
 	db := storetest.New(t)
 	addr := testenv.FreeAddr(t)
@@ -171,22 +154,15 @@ func get(t *testing.T, url string) (string, int) {
 
 // The operator commands against a real running exporter.
 func TestOperatorCommands(t *testing.T) {
+	binary := testenv.BuildExporter(t)
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
 	dir := t.TempDir()
 	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-9", CreatedAt: time.Now().Add(-time.Hour)})
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
-	secret, entry, err := auth.NewToken("ops", auth.RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := auth.FormatEntries(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, tokenFile := filepath.Join(dir, "tokens.yml"), filepath.Join(dir, "token")
-	writeFile(t, tokens, file)
+	tokens, secrets := testenv.Tokens(t, dir, auth.RoleAdmin)
+	secret, tokenFile := secrets[auth.RoleAdmin], filepath.Join(dir, "token")
 	writeFile(t, tokenFile, secret+"\n")
 	addr := testenv.FreeAddr(t)
 	testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary, "--web.listen-address="+addr,

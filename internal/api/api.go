@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -40,9 +40,19 @@ type Config struct {
 	StoreTimeout time.Duration
 }
 
-// Scans gives the latest scan, for the list of stale instances.
+// Scans gives the latest scan (internal/scan's Scanner), for the list of
+// stale instances.
 type Scans interface {
-	Result(ctx context.Context) collector.Result
+	Result(ctx context.Context) scan.Result
+}
+
+// Cleaner is the cleanup service the API serves (cleanup's Service).
+type Cleaner interface {
+	Request(ctx context.Context, instanceID string, trigger store.Trigger, requestedBy string, dryRun bool) (store.Job, error)
+	Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, staleCount int, err error)
+	Wait(ctx context.Context, jobs []store.Job) ([]store.Job, error)
+	RecentJobs(ctx context.Context, limit int) ([]store.Job, error)
+	HandleAlert(ctx context.Context, alert cleanup.Alert, requestedBy string) (cleanup.AlertOutcome, error)
 }
 
 // Engines is the registry of the Docker engines exporters watch.
@@ -53,7 +63,7 @@ type Engines interface {
 
 // API serves the REST endpoints and the Alertmanager webhook.
 type API struct {
-	svc     *cleanup.Service
+	svc     Cleaner
 	scans   Scans
 	engines Engines
 	cfg     Config
@@ -63,7 +73,7 @@ type API struct {
 
 // New returns the HTTP API over a cleanup service, the scans and the engine
 // registry, and registers its metrics with reg.
-func New(svc *cleanup.Service, scans Scans, engines Engines, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *API {
+func New(svc Cleaner, scans Scans, engines Engines, cfg Config, reg prometheus.Registerer, logger *slog.Logger) *API {
 	return &API{svc: svc, scans: scans, engines: engines, cfg: cfg, logger: logger, metrics: newMetrics(reg)}
 }
 
@@ -79,10 +89,9 @@ var (
 // unknown API paths.
 func (a *API) Register(r *httprouter.Router) {
 	r.GET("/api/containers/stale", a.route("list_stale", readRoles, false, a.listStale))
-	// httprouter cannot hold both /stale/cleanup and /stale/:id/cleanup, so
-	// the bulk route is the :id route with the id "cleanup".
-	r.POST("/api/containers/stale/:id", a.route("cleanup_bulk", adminRoles, true, a.bulkCleanup))
-	r.POST("/api/containers/stale/:id/cleanup", a.route("cleanup_single", cleanupRoles, true, a.cleanupOne))
+	r.POST("/api/containers/stale/*path", a.containerRoutes(
+		a.route("cleanup_bulk", adminRoles, true, a.bulkCleanup),
+		a.route("cleanup_single", cleanupRoles, true, a.cleanupOne)))
 	r.POST("/api/alertmanager/webhook", a.route("webhook", webhookRoles, true, a.webhook))
 	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
 	r.GET("/api/engines", a.route("list_engines", readRoles, false, a.listEngines))
@@ -108,6 +117,26 @@ func (a *API) Register(r *httprouter.Router) {
 }
 
 func isAPI(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
+
+// containerRoutes dispatches the POSTs under /api/containers/stale/ by their
+// segments: "cleanup" is the bulk cleanup, ":id/cleanup" one instance's.
+// httprouter cannot hold a static segment beside a parameter at one depth,
+// so neither route is reached through the other's parameter: one dispatch
+// reads the path, and an instance whose id is "cleanup" is still only
+// reached as /cleanup/cleanup.
+func (a *API) containerRoutes(bulk, single httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		segments := strings.Split(strings.TrimPrefix(ps.ByName("path"), "/"), "/")
+		switch {
+		case len(segments) == 1 && segments[0] == "cleanup":
+			bulk(w, r, nil)
+		case len(segments) == 2 && segments[0] != "" && segments[1] == "cleanup":
+			single(w, r, httprouter.Params{{Key: "id", Value: segments[0]}})
+		default:
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
+		}
+	}
+}
 
 // NotFound answers unknown paths under /api with JSON and hands the rest
 // to next.

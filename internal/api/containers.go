@@ -62,19 +62,19 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 
 // JobView is a cleanup job as the API shows it (clients read it too).
 type JobView struct {
-	JobID       int64  `json:"job_id,omitempty"`
-	InstanceID  string `json:"instance_id"`
-	ContainerID string `json:"container_id"`
-	Trigger     string `json:"trigger"`
-	RequestedBy string `json:"requested_by"`
-	DryRun      bool   `json:"dry_run"`
-	State       string `json:"state"`
-	Result      string `json:"result,omitempty"`
-	Code        string `json:"code,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	Attempts    int    `json:"attempts"`
-	CreatedAt   string `json:"created_at"`
-	FinishedAt  string `json:"finished_at,omitempty"`
+	JobID       int64           `json:"job_id,omitempty"`
+	InstanceID  string          `json:"instance_id"`
+	ContainerID string          `json:"container_id"`
+	Trigger     store.Trigger   `json:"trigger"`
+	RequestedBy string          `json:"requested_by"`
+	DryRun      bool            `json:"dry_run"`
+	State       store.JobState  `json:"state"`
+	Result      store.JobResult `json:"result,omitempty"`
+	Code        string          `json:"code,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Attempts    int             `json:"attempts"`
+	CreatedAt   string          `json:"created_at"`
+	FinishedAt  string          `json:"finished_at,omitempty"`
 }
 
 func viewJob(j store.Job) JobView {
@@ -113,7 +113,7 @@ func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.P
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	job, err := a.svc.Request(r.Context(), id, cleanup.TriggerSingle, requestedBy, dryRun)
+	job, err := a.svc.Request(r.Context(), id, store.TriggerSingle, requestedBy, dryRun)
 	if errors.Is(err, cleanup.ErrUnknownInstance) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no instance %s", id), nil)
 		return
@@ -156,11 +156,7 @@ type BulkResponse struct {
 	Results   []JobView `json:"results"`
 }
 
-func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, requestedBy string) {
-	if ps.ByName("id") != "cleanup" {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
-		return
-	}
+func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, _ httprouter.Params, requestedBy string) {
 	body, status, err := readBody(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, status, err.Error(), nil)

@@ -5,10 +5,10 @@ import (
 	"net/http"
 )
 
-// envelope is the platform's API response shape. Code is a stable,
-// machine-readable name of an error (a cleanup's refusal code, or one of the
-// codes below); Error is for people.
-type envelope struct {
+// Envelope is the platform's API response shape (its clients decode it
+// too). Code is a stable, machine-readable name of an error (a cleanup's
+// refusal code, or one of the codes below); Error is for people.
+type Envelope struct {
 	Success bool   `json:"success"`
 	Data    any    `json:"data,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -43,7 +43,7 @@ var statusCodes = map[int]string{
 func writeJSON(w http.ResponseWriter, status int, data any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(envelope{Success: true, Data: data})
+	_ = json.NewEncoder(w).Encode(Envelope{Success: true, Data: data})
 }
 
 // writeError answers an error with the code its status implies.
@@ -54,5 +54,5 @@ func writeError(w http.ResponseWriter, status int, msg string, data any) {
 func writeCodedError(w http.ResponseWriter, status int, code, msg string, data any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(envelope{Success: false, Data: data, Error: msg, Code: code})
+	_ = json.NewEncoder(w).Encode(Envelope{Success: false, Data: data, Error: msg, Code: code})
 }

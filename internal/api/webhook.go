@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
 )
@@ -20,7 +20,7 @@ type WebhookMessage struct {
 	TruncatedAlerts uint64 `json:"truncatedAlerts"`
 }
 
-// MaxTruncatedAlerts bounds the truncatedAlerts a payload may claim: more
+// MaxTruncatedAlerts bounds the truncatedAlerts a payload may state: more
 // alerts than any group holds is a broken or forged sender, and a counter
 // must not jump by 1.8e19.
 const MaxTruncatedAlerts = 1 << 20
@@ -44,33 +44,19 @@ func ParseWebhook(body []byte) (WebhookMessage, error) {
 	return msg, nil
 }
 
-// maxFingerprintLen bounds an alert's fingerprint (Alertmanager's are 16
-// hex digits) so that it fits the occurrence index.
-const maxFingerprintLen = 64
-
-// validateAlert refuses what PostgreSQL could not store, before anything is
-// persisted: an alert that can never be recorded must be answered invalid,
-// not 5xx (Alertmanager would retry it forever).
-func validateAlert(alert template.Alert) error {
-	if len(alert.Fingerprint) > maxFingerprintLen {
-		return fmt.Errorf("fingerprint is %d characters, at most %d", len(alert.Fingerprint), maxFingerprintLen)
-	}
-	for _, field := range []struct {
-		name string
-		kv   template.KV
-	}{{"label", alert.Labels}, {"annotation", alert.Annotations}} {
-		for k, v := range field.kv {
-			if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
-				return fmt.Errorf("%s %q contains a NUL character", field.name, strings.ReplaceAll(k, "\x00", ""))
-			}
+// domainAlert is an alert of Alertmanager's payload in the domain's terms.
+// An alert without a fingerprint (an older Alertmanager, a hand-made
+// payload) gets the one Alertmanager computes from its labels.
+func domainAlert(a template.Alert) cleanup.Alert {
+	fingerprint := a.Fingerprint
+	if fingerprint == "" {
+		ls := make(model.LabelSet, len(a.Labels))
+		for k, v := range a.Labels {
+			ls[model.LabelName(k)] = model.LabelValue(v)
 		}
+		fingerprint = ls.Fingerprint().String()
 	}
-	for name, v := range map[string]string{"fingerprint": alert.Fingerprint, "status": alert.Status, "generatorURL": alert.GeneratorURL} {
-		if strings.ContainsRune(v, 0) {
-			return fmt.Errorf("%s contains a NUL character", name)
-		}
-	}
-	return nil
+	return cleanup.Alert{Status: a.Status, Fingerprint: fingerprint, StartsAt: a.StartsAt, Labels: a.Labels, Annotations: a.Annotations}
 }
 
 // alertView is the webhook's answer for one alert.
@@ -114,12 +100,7 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	outcomes := make([]alertView, 0, len(msg.Alerts))
 	failed := 0
 	for _, alert := range msg.Alerts {
-		if err := validateAlert(alert); err != nil {
-			a.metrics.webhookAlerts.WithLabelValues(cleanup.AlertInvalid).Inc()
-			outcomes = append(outcomes, alertView{Status: alert.Status, Result: cleanup.AlertInvalid, Detail: err.Error()})
-			continue
-		}
-		o, err := a.svc.HandleAlert(r.Context(), alert, requestedBy)
+		o, err := a.svc.HandleAlert(r.Context(), domainAlert(alert), requestedBy)
 		if err != nil {
 			failed++
 			a.logger.Error("record alert", "fingerprint", o.Fingerprint, "err", err)

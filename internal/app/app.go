@@ -11,25 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/julienschmidt/httprouter"
-	"github.com/moby/moby/client"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"gopkg.in/yaml.v3"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
-	"github.com/docker-watcher/stale-exporter/collector"
-	"github.com/docker-watcher/stale-exporter/internal/api"
-	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/docker"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -52,10 +41,11 @@ type WebFlags = web.FlagConfig
 
 // Config is everything the process is started with.
 type Config struct {
-	Web           *WebFlags
-	StoreDSN      string
-	StoreTimeout  time.Duration
-	DockerHost    string
+	Web          *WebFlags
+	StoreDSN     string
+	StoreTimeout time.Duration
+	// DockerAddr is the engine's API address (--docker.host).
+	DockerAddr    string
 	DockerTimeout time.Duration
 	// DockerHostName names the engine (default: its name from /info).
 	DockerHostName string
@@ -126,8 +116,8 @@ type App struct {
 	logger    *slog.Logger
 	listeners []net.Listener
 	store     *store.Store
-	docker    *client.Client
-	scanner   *collector.Scanner
+	docker    *docker.Engine
+	scanner   *scan.Scanner
 	service   *cleanup.Service
 	server    *http.Server
 }
@@ -154,75 +144,48 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if cfg.StoreDSN == "" {
-		cfg.StoreDSN = LocalDSN
-		logger.Info("no --store.dsn: using the local PostgreSQL", "dsn", LocalDSN)
-	}
-	if a.store, err = store.Open(startCtx, cfg.StoreDSN); err != nil {
+	if err := a.openStore(startCtx); err != nil {
 		return nil, err
 	}
-	if err := a.store.Migrate(startCtx); err != nil {
-		return nil, err
-	}
-	shape := a.store.Shape()
-	logger.Info("store fits the contract", "instance_ids", shape.IDTypes["instances"], "settings_key_value", shape.SettingsKeyValue,
-		"events_to", shape.EventTable)
-	if shape.EventMisfit != "" {
-		logger.Warn("events go to stale_exporter_events: the platform's event_log does not fit", "reason", shape.EventMisfit)
-	}
-	if a.docker, err = connectDocker(startCtx, cfg.DockerHost, cfg.DockerTimeout); err != nil {
+	if a.docker, err = docker.Connect(startCtx, cfg.DockerAddr, cfg.DockerTimeout); err != nil {
 		return nil, err
 	}
 	if a.cfg.DockerHostName == "" {
-		if a.cfg.DockerHostName, err = engineName(startCtx, a.docker, cfg); err != nil {
+		if a.cfg.DockerHostName, err = a.docker.Name(startCtx); err != nil {
 			return nil, err
 		}
 	}
 	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.Unowned)
-	if err := a.build(tokens); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a, a.build(tokens)
 }
 
-// loadTokens reads the tokens file, and refuses basic auth in the web config
-// beside it: the toolkit would answer 401 to every bearer token.
-func loadTokens(cfg Config, logger *slog.Logger) (*auth.Tokens, error) {
-	if cfg.TokensFile == "" {
-		logger.Warn("no --api.tokens-file: cleanup endpoints and the webhook are closed")
-		return nil, nil
+// openStore opens the store and applies the migrations; the start log says
+// which shape of the platform's tables it found.
+func (a *App) openStore(ctx context.Context) error {
+	dsn := a.cfg.StoreDSN
+	if dsn == "" {
+		dsn = LocalDSN
+		a.logger.Info("no --store.dsn: using the local PostgreSQL", "dsn", LocalDSN)
 	}
-	if cfg.Web != nil && cfg.Web.WebConfigFile != nil && *cfg.Web.WebConfigFile != "" {
-		users, err := basicAuthUsers(*cfg.Web.WebConfigFile)
-		if err != nil {
-			return nil, err
-		}
-		if users > 0 {
-			return nil, errors.New("--web.config.file sets basic_auth_users and --api.tokens-file is set: " +
-				"basic auth answers 401 to every bearer token, so the API and the webhook would be unreachable; use one of them")
-		}
+	var err error
+	if a.store, err = store.Open(ctx, dsn); err != nil {
+		return err
 	}
-	if info, err := os.Stat(cfg.TokensFile); err == nil && info.Mode().Perm()&0o077 != 0 {
-		// As ssh does for keys: digests are not the tokens, but who may
-		// read or change the file decides who may clean up.
-		logger.Warn("the tokens file may be read or written by others than its owner: chmod 600 it",
-			"file", cfg.TokensFile, "mode", fmt.Sprintf("%#o", info.Mode().Perm()))
+	if err := a.store.Migrate(ctx); err != nil {
+		return err
 	}
-	return auth.LoadTokens(cfg.TokensFile)
+	shape := a.store.Shape()
+	a.logger.Info("store fits the contract", "instance_ids", shape.IDTypes["instances"], "settings_key_value", shape.SettingsKeyValue,
+		"events_to", shape.EventTable)
+	if shape.EventMisfit != "" {
+		a.logger.Warn("events go to stale_exporter_events: the platform's event_log does not fit", "reason", shape.EventMisfit)
+	}
+	return nil
 }
 
-func basicAuthUsers(path string) (int, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("read web config: %w", err)
-	}
-	var c struct {
-		Users map[string]string `yaml:"basic_auth_users"`
-	}
-	if err := yaml.Unmarshal(raw, &c); err != nil {
-		return 0, fmt.Errorf("parse web config %s: %w", path, err)
-	}
-	return len(c.Users), nil
+// judging is how this exporter judges, the same for its scans and cleanups.
+func (a *App) judging() stale.Config {
+	return stale.Config{Threshold: a.cfg.Threshold, Host: a.cfg.DockerHostName, Unowned: a.cfg.Unowned}
 }
 
 func (a *App) listen() error {
@@ -246,139 +209,6 @@ func (a *App) Addrs() []net.Addr {
 		out[i] = ln.Addr()
 	}
 	return out
-}
-
-// connectDocker opens a client of the engine and negotiates the API version.
-// Errors name the host without credentials.
-func connectDocker(ctx context.Context, host string, timeout time.Duration) (*client.Client, error) {
-	safe := RedactHost(host)
-	docker, err := client.New(client.WithHost(host))
-	if err != nil {
-		return nil, fmt.Errorf("docker client for %s: %s", safe, redactIn(err, host))
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, err := docker.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = docker.Close()
-		return nil, fmt.Errorf("connect to Docker at %s: %s", safe, redactIn(err, host))
-	}
-	return docker, nil
-}
-
-// engineName is the engine's own name, from /info.
-func engineName(ctx context.Context, docker *client.Client, cfg Config) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.DockerTimeout)
-	defer cancel()
-	info, err := docker.Info(ctx, client.InfoOptions{})
-	if err != nil {
-		return "", fmt.Errorf("read the name of the Docker engine at %s (or set --docker.host-name): %s", RedactHost(cfg.DockerHost), redactIn(err, cfg.DockerHost))
-	}
-	if info.Info.Name == "" {
-		return "", errors.New("the Docker engine reports no name: set --docker.host-name")
-	}
-	return info.Info.Name, nil
-}
-
-// RedactHost hides the password of a Docker host address.
-func RedactHost(host string) string {
-	u, err := url.Parse(host)
-	if err != nil {
-		return "(unparsable Docker host)"
-	}
-	return u.Redacted()
-}
-
-// redactIn removes a host's credentials from an error message.
-func redactIn(err error, host string) string {
-	msg := err.Error()
-	u, perr := url.Parse(host)
-	if perr != nil || u.User == nil {
-		return msg
-	}
-	msg = strings.ReplaceAll(msg, host, u.Redacted())
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	}
-	return msg
-}
-
-func (a *App) build(tokens *auth.Tokens) error {
-	cfg := a.cfg
-	a.scanner = collector.NewScanner(a.docker, a.store, collector.Config{
-		Threshold:      cfg.Threshold,
-		CacheTTL:       cfg.CacheTTL,
-		MaxSnapshotAge: cfg.MaxSnapshotAge,
-		DockerTimeout:  cfg.DockerTimeout,
-		Adopt:          cfg.Adopt,
-		DockerHost:     a.cfg.DockerHostName,
-		Unowned:        cfg.Unowned,
-	}, a.logger)
-	reg := prometheus.NewRegistry()
-	// The exporter's own metrics carry the engine it watches.
-	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: a.cfg.DockerHostName}, reg)
-	reg.MustRegister(
-		versioncollector.NewCollector(exporterName),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	a.service = cleanup.NewService(a.store, a.docker, a.scanner, cleanup.Config{
-		Workers:       cfg.Workers,
-		Threshold:     cfg.Threshold,
-		DockerTimeout: cfg.DockerTimeout,
-		MaxStaleRatio: cfg.MaxStaleRatio,
-		DryRun:        cfg.DryRun,
-		StoreTimeout:  cfg.StoreTimeout,
-		DockerHost:    a.cfg.DockerHostName,
-		Unowned:       cfg.Unowned,
-		JobExpiry:     cfg.JobExpiry,
-		Retention:     cfg.Retention,
-	}, own, a.logger)
-
-	router := httprouter.New()
-	api.New(a.service, a.scanner, a.store, api.Config{
-		Tokens:        tokens,
-		Wait:          cfg.CleanupWait,
-		MaxPerRequest: cfg.MaxPerRequest,
-		MaxBodyBytes:  maxBodyBytes,
-		StoreTimeout:  cfg.StoreTimeout,
-	}, own, a.logger).Register(router)
-	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, a.cfg.DockerHostName, collector.HandlerOpts{
-		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
-	}, a.logger))
-	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintln(w, "Healthy")
-	})
-	router.HandlerFunc(http.MethodGet, "/-/ready", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
-		defer cancel()
-		if err := a.store.Ping(ctx); err != nil {
-			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = fmt.Fprintln(w, "Ready")
-	})
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "stale-exporter",
-		Description: "Containers a deploy platform left behind",
-		Version:     version.Info(),
-		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics"},
-			{Address: "/api/containers/stale", Text: "Stale containers (JSON)"},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("landing page: %w", err)
-	}
-	router.NotFound = api.NotFound(landing)
-	a.server = &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
-	}
-	return nil
 }
 
 // Run serves until ctx ends or serving fails, then stops in order: the

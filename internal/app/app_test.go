@@ -15,8 +15,8 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/app"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 func config(dsn string) app.Config {
@@ -24,7 +24,7 @@ func config(dsn string) app.Config {
 	empty := ""
 	systemd := false
 	return app.Config{
-		StoreDSN: dsn, StoreTimeout: 5 * time.Second, DockerHost: "unix:///var/run/docker.sock", DockerTimeout: 5 * time.Second,
+		StoreDSN: dsn, StoreTimeout: 5 * time.Second, DockerAddr: "unix:///var/run/docker.sock", DockerTimeout: 5 * time.Second,
 		CacheTTL: time.Second, ScanInterval: time.Minute, MaxSnapshotAge: time.Minute, Workers: 1, MaxPerRequest: 10,
 		MaxStaleRatio: 0.5, CleanupWait: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute,
 		IdleTimeout: time.Minute, MaxRequests: 10, DockerHostName: "in-process", Unowned: stale.UnownedOn,

@@ -46,13 +46,6 @@ func NewClient(url, tokenFile string) (*Client, error) {
 	return &Client{URL: strings.TrimRight(url, "/"), Token: token, HTTP: &http.Client{Timeout: 2 * time.Minute}}, nil
 }
 
-// envelope is the API's answer.
-type envelope struct {
-	Success bool            `json:"success"`
-	Data    json.RawMessage `json:"data"`
-	Error   string          `json:"error"`
-}
-
 // call sends one request and decodes the envelope's data into out. An
 // answer that is not a success is an error with the API's message, except
 // the statuses in accept, whose data is decoded all the same.
@@ -80,7 +73,8 @@ func (c *Client) call(ctx context.Context, method, path string, body any, out an
 		return 0, fmt.Errorf("reach the exporter at %s: %w", c.URL, errors.Unwrap(err))
 	}
 	defer res.Body.Close()
-	var env envelope
+	var data json.RawMessage
+	env := api.Envelope{Data: &data}
 	if err := json.NewDecoder(res.Body).Decode(&env); err != nil {
 		return res.StatusCode, fmt.Errorf("%s %s: %s, not the exporter's JSON answer", method, path, res.Status)
 	}
@@ -91,8 +85,8 @@ func (c *Client) call(ctx context.Context, method, path string, body any, out an
 	if !accepted {
 		return res.StatusCode, fmt.Errorf("%s (HTTP %d)", env.Error, res.StatusCode)
 	}
-	if out != nil && len(env.Data) > 0 {
-		if err := json.Unmarshal(env.Data, out); err != nil {
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
 			return res.StatusCode, fmt.Errorf("decode answer of %s: %w", path, err)
 		}
 	}
@@ -115,9 +109,9 @@ func (c *Client) List(ctx context.Context, w io.Writer) error {
 }
 
 func printJob(w io.Writer, j api.JobView) {
-	outcome := j.Result
+	outcome := string(j.Result)
 	if outcome == "" {
-		outcome = j.State + " (still in progress; see GET /api/cleanups)"
+		outcome = string(j.State) + " (still in progress; see GET /api/cleanups)"
 	}
 	if j.Reason != "" {
 		outcome += ": " + j.Reason

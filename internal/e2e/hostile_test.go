@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // Memory bound stated for 200 concurrent scrapes of 1,000 instances: the

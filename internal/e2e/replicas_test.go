@@ -13,8 +13,8 @@ import (
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // TestTwoProcessesOneDatabase runs two stale-exporter processes on one

@@ -1,6 +1,9 @@
 package stale
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // UnownedMode says whether an exporter judges the instances no engine owns
 // yet (instances.docker_host NULL): a 404 proves a container gone only on the
@@ -55,4 +58,38 @@ type Scope struct {
 // Judges reports whether the scope covers an instance.
 func (s Scope) Judges(in Instance) bool {
 	return in.DockerHost == s.Host || (in.DockerHost == "" && s.Unowned)
+}
+
+// Config is how an exporter judges, the same for its scans and for its
+// cleanups' re-checks: the threshold override, its engine, whether it judges
+// unowned instances, and its clock.
+type Config struct {
+	// Threshold overrides settings.stale_threshold_days when positive.
+	Threshold time.Duration
+	// Host is the name of the engine the exporter watches: it judges the
+	// instances that engine owns.
+	Host string
+	// Unowned says whether it also judges the instances no engine owns
+	// (auto when empty).
+	Unowned UnownedMode
+	// Now is the clock of the stale rule; nil means time.Now. Tests move it
+	// instead of sleeping.
+	Now func() time.Time
+}
+
+// WithDefaults fills what was left out: auto for Unowned, time.Now for Now.
+func (c Config) WithDefaults() Config {
+	if c.Unowned == "" {
+		c.Unowned = UnownedAuto
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Scope is the scope of the exporter, given how many other engines have
+// registered with the store.
+func (c Config) Scope(otherEngines int) Scope {
+	return Scope{Host: c.Host, Unowned: c.Unowned.JudgesUnowned(otherEngines)}
 }

@@ -39,6 +39,8 @@ type Container struct {
 	// another container).
 	ID    string
 	Found bool
+	// Image is the image reference the container was created from.
+	Image string
 	// Unknown is set when Docker was not asked about the container this
 	// scan (lookups are bounded) or could not say; such an instance is
 	// never judged stale.

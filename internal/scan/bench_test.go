@@ -1,4 +1,4 @@
-package collector_test
+package scan_test
 
 import (
 	"context"
@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/docker/dockertest"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 const (
@@ -31,6 +33,7 @@ const (
 // store's read, done one after the other; scan/floor is reported.
 func BenchmarkScan(b *testing.B) {
 	docker := testenv.Docker(b)
+	engine := dockertest.Local(b)
 	ids := createBenchContainers(b, docker)
 	for _, instances := range []int{1000, 10000} {
 		db := storetest.New(b)
@@ -52,16 +55,14 @@ func BenchmarkScan(b *testing.B) {
 				}); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := db.Store.ReadInventory(ctx, testHost); err != nil {
+				if _, err := db.Store.ReadInventory(ctx, testenv.EngineName); err != nil {
 					b.Fatal(err)
 				}
 			}
 			floor = b.Elapsed() / time.Duration(b.N)
 		})
 		b.Run(fmt.Sprintf("scan/instances=%d", instances), func(b *testing.B) {
-			scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-				Threshold: time.Hour, MaxSnapshotAge: time.Minute, DockerTimeout: 30 * time.Second,
-			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			scanner := scan.NewScanner(engine, db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: time.Hour}, MaxSnapshotAge: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			warm(b, scanner)
 			b.ResetTimer()
 			for b.Loop() {
@@ -73,7 +74,7 @@ func BenchmarkScan(b *testing.B) {
 			if floor > 0 {
 				b.ReportMetric(float64(perScan)/float64(floor), "x-floor")
 			}
-			series, err := testutil.GatherAndCount(registry(collector.New(scanner.Result(context.Background()), testHost)))
+			series, err := testutil.GatherAndCount(registry(collector.New(scanner.Result(context.Background()), testenv.EngineName)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -85,7 +86,7 @@ func BenchmarkScan(b *testing.B) {
 
 // warm scans until every container is known: FinishedAt cached, and every
 // missing row looked up once (at most 100 a scan) and its 404 cached.
-func warm(b *testing.B, scanner *collector.Scanner) {
+func warm(b *testing.B, scanner *scan.Scanner) {
 	b.Helper()
 	for range 200 {
 		r := scanner.Rescan(context.Background())
@@ -111,6 +112,7 @@ func warm(b *testing.B, scanner *collector.Scanner) {
 // for all three (its 1,000 labelled containers stand for each host's).
 func BenchmarkScanThreeHosts(b *testing.B) {
 	docker := testenv.Docker(b)
+	engine := dockertest.Local(b)
 	ids := createBenchContainers(b, docker)
 	db := storetest.New(b)
 	db.Exec(b, `INSERT INTO projects (name) VALUES ('bench');
@@ -122,11 +124,9 @@ func BenchmarkScanThreeHosts(b *testing.B) {
 			FROM stages s, (SELECT unnest($1::text[]) AS id, generate_series(1, 300) AS n) c`,
 			ids[i*300:(i+1)*300], h)
 	}
-	scanners := make([]*collector.Scanner, len(hosts))
+	scanners := make([]*scan.Scanner, len(hosts))
 	for i, h := range hosts {
-		scanners[i] = collector.NewScanner(docker, db.Store, collector.Config{DockerHost: h,
-			Threshold: time.Hour, MaxSnapshotAge: time.Minute, DockerTimeout: 30 * time.Second,
-		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		scanners[i] = scan.NewScanner(engine, db.Store, scan.Config{Config: stale.Config{Host: h, Threshold: time.Hour}, MaxSnapshotAge: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		warm(b, scanners[i])
 		if r := scanners[i].Rescan(context.Background()); len(r.Snapshot.Observations) != 300 {
 			b.Fatalf("%s sees %d instances, want its 300", h, len(r.Snapshot.Observations))
@@ -208,6 +208,3 @@ func createBenchContainers(b *testing.B, docker *client.Client) []string {
 	}
 	return ids
 }
-
-// testHost names the engine of the tests' exporters.
-const testHost = "test-engine"

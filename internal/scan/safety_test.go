@@ -1,4 +1,4 @@
-package collector_test
+package scan_test
 
 import (
 	"bytes"
@@ -14,10 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/docker-watcher/stale-exporter/collector"
+	"github.com/docker-watcher/stale-exporter/internal/docker/dockertest"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
-	"github.com/docker-watcher/stale-exporter/internal/storetest"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
+	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
 // A threshold too large for a time.Duration used to wrap negative and make a
@@ -34,9 +36,7 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 	for _, days := range []int64{365000, 36501, 0, -1} {
 		db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", days)
 		var logs bytes.Buffer
-		scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-			MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
-		}, slog.New(slog.NewTextHandler(&logs, nil)))
+		scanner := scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn}, MaxSnapshotAge: time.Minute}, slog.New(slog.NewTextHandler(&logs, nil)))
 		r := scanner.Rescan(context.Background())
 		if r.Success || r.Snapshot != nil || !r.DockerUp || !r.StoreUp {
 			t.Fatalf("days=%d: success=%v snapshot=%v docker_up=%v store_up=%v, want a failed scan with both up",
@@ -45,7 +45,7 @@ func TestThresholdOutOfRangeFailsSafe(t *testing.T) {
 		if want := "stale_threshold_days = " + strconv.FormatInt(days, 10); !strings.Contains(logs.String(), want) {
 			t.Errorf("days=%d: log does not name the value (%q): %s", days, want, logs.String())
 		}
-		if err := testutil.CollectAndCompare(collector.New(scanner.Result(context.Background()), testHost), strings.NewReader(`
+		if err := testutil.CollectAndCompare(collector.New(scanner.Result(context.Background()), testenv.EngineName), strings.NewReader(`
 # HELP stale_exporter_scan_success 1 if the latest scan of Docker and the store succeeded.
 # TYPE stale_exporter_scan_success gauge
 stale_exporter_scan_success{docker_host="test-engine"} 0
@@ -55,7 +55,7 @@ stale_exporter_scan_success{docker_host="test-engine"} 0
 	}
 	// The largest value in range works and judges nothing stale.
 	db.Exec(t, "UPDATE settings SET stale_threshold_days = $1", stale.MaxThresholdDays)
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second},
+	scanner := scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn}, MaxSnapshotAge: time.Minute},
 		slog.New(slog.DiscardHandler))
 	if r := scanner.Rescan(context.Background()); !r.Success || r.Snapshot.StaleCount() != 0 || r.Snapshot.Threshold != stale.MaxThreshold {
 		t.Fatalf("100 years: success=%v err=%v", r.Success, r.Err)
@@ -72,9 +72,7 @@ func TestRedeployInProgressIsNotStale(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: managed(id)})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	scanner := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-		Threshold: threshold, MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second,
-	}, slog.New(slog.DiscardHandler))
+	scanner := scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: threshold}, MaxSnapshotAge: time.Minute}, slog.New(slog.DiscardHandler))
 	o := verdicts(t, scanner)[id]
 	if o.Verdict.Stale || o.Verdict.Reason != stale.ReasonRecent || time.Since(o.Verdict.LastAlive) > time.Minute {
 		t.Fatalf("redeploy in progress: %+v, want not stale, last alive at the container's creation", o.Verdict)
@@ -103,7 +101,7 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", stoppedUnlabelled,
 		testenv.NewContainer(t, docker, testenv.ContainerSpec{}))
 
-	counting := &countingDocker{Docker: docker}
+	counting := &countingDocker{Docker: dockertest.Local(t)}
 	scanner := newScanner(counting, db.Store, false)
 	got := verdicts(t, scanner)
 	for id, want := range map[string]struct {
@@ -138,7 +136,6 @@ func TestUnlistedContainersAreLookedUp(t *testing.T) {
 // so the store is up, and fails the scan safe, naming the problem; a
 // threshold override does without settings.
 func TestSettingsAreReadExactly(t *testing.T) {
-	docker := testenv.Docker(t)
 	for _, c := range []struct {
 		name, setup, errorHas string
 		keyValue              bool
@@ -160,16 +157,14 @@ func TestSettingsAreReadExactly(t *testing.T) {
 			}
 			db := storetest.NewShaped(t, platform)
 			db.Exec(t, c.setup)
-			r := collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn,
-				MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
+			r := scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn}, MaxSnapshotAge: time.Minute}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
 			if r.Success || !r.StoreUp || !r.DockerUp || !errors.Is(r.Err, store.ErrSettings) || !strings.Contains(r.Err.Error(), c.errorHas) {
 				t.Fatalf("success=%v store_up=%v docker_up=%v err=%v; want a failed scan with both up, naming %s", r.Success, r.StoreUp, r.DockerUp, r.Err, c.errorHas)
 			}
 			if _, err := db.Store.ThresholdDays(context.Background()); !errors.Is(err, store.ErrSettings) {
 				t.Fatalf("ThresholdDays: %v, want ErrSettings", err)
 			}
-			r = collector.NewScanner(docker, db.Store, collector.Config{DockerHost: testHost, Unowned: stale.UnownedOn, Threshold: time.Hour,
-				MaxSnapshotAge: time.Minute, DockerTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
+			r = scan.NewScanner(dockertest.Local(t), db.Store, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: time.Hour}, MaxSnapshotAge: time.Minute}, slog.New(slog.DiscardHandler)).Rescan(context.Background())
 			if !r.Success {
 				t.Fatalf("with a threshold override: %v", r.Err)
 			}

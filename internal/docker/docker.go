@@ -1,0 +1,226 @@
+// Package docker is stale-exporter's one adapter of the Docker Engine API,
+// in the domain's terms: the labelled list, one container's state, the
+// containers carrying an instance's label, a removal, the engine's name.
+// Every call is bounded by the engine's timeout; errors never hold the
+// address's credentials. The rest of the exporter never sees the SDK.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+)
+
+// DefaultAddr is the engine's address when none is given: the local socket.
+const DefaultAddr = client.DefaultDockerHost
+
+// Remove's refusals, in the domain's terms.
+var (
+	// ErrNotFound: the engine knows no such container.
+	ErrNotFound = errors.New("no such container")
+	// ErrConflict: the engine refused, the container runs (a removal is
+	// never forced).
+	ErrConflict = errors.New("container is running")
+)
+
+// Engine is one Docker engine.
+type Engine struct {
+	client  *client.Client
+	addr    string
+	timeout time.Duration
+}
+
+// Connect opens a client of the engine at addr and negotiates the API
+// version; every later call is bounded by timeout.
+func Connect(ctx context.Context, addr string, timeout time.Duration) (*Engine, error) {
+	c, err := client.New(client.WithHost(addr))
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %s", RedactAddr(addr), redactIn(err, addr))
+	}
+	e := &Engine{client: c, addr: addr, timeout: timeout}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("connect to Docker at %s: %s", RedactAddr(addr), redactIn(err, addr))
+	}
+	return e, nil
+}
+
+// Close releases the client.
+func (e *Engine) Close() error { return e.client.Close() }
+
+// Timeout is the bound of every call.
+func (e *Engine) Timeout() time.Duration { return e.timeout }
+
+// Name is the engine's own name, from /info.
+func (e *Engine) Name(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	info, err := e.client.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read the name of the Docker engine at %s (or set --docker.host-name): %s", RedactAddr(e.addr), redactIn(err, e.addr))
+	}
+	if info.Info.Name == "" {
+		return "", errors.New("the Docker engine reports no name: set --docker.host-name")
+	}
+	return info.Info.Name, nil
+}
+
+// List lists every container, running or not, that carries the instance
+// label: the one call of a steady scan. Listed containers have no run times
+// (the list does not say them).
+func (e *Engine) List(ctx context.Context) ([]stale.Container, error) {
+	items, err := e.list(ctx, stale.LabelInstanceID)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]stale.Container, len(items))
+	for i, c := range items {
+		out[i] = stale.Container{ID: c.ID, Found: true, State: string(c.State), Image: c.Image, Labels: c.Labels,
+			Created: time.Unix(c.Created, 0)}
+	}
+	return out, nil
+}
+
+// Labelled lists the full ids of every container, running or not, that
+// carries the label naming instanceID.
+func (e *Engine) Labelled(ctx context.Context, instanceID string) ([]string, error) {
+	items, err := e.list(ctx, stale.LabelInstanceID+"="+instanceID)
+	if err != nil {
+		return nil, fmt.Errorf("list containers of instance %s: %w", instanceID, err)
+	}
+	ids := make([]string, 0, len(items))
+	for _, c := range items {
+		// The engine's filter matches the label's value exactly; checked
+		// again, as a filter is only as good as the engine applying it.
+		if c.Labels[stale.LabelInstanceID] == instanceID {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, nil
+}
+
+func (e *Engine) list(ctx context.Context, labelFilter string) ([]container.Summary, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	res, err := e.client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", labelFilter)})
+	return res.Items, err
+}
+
+// Inspect reads a container's live state by whatever names it (a full id, a
+// prefix or a name). A container the engine does not know is returned as
+// not Found, without error.
+func (e *Engine) Inspect(ctx context.Context, ref string) (stale.Container, error) {
+	if ref == "" {
+		return stale.Container{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	res, err := e.client.ContainerInspect(ctx, ref, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return stale.Container{}, nil
+	}
+	if err != nil {
+		return stale.Container{}, fmt.Errorf("inspect container %s: %w", ref, err)
+	}
+	return fromInspect(res.Container)
+}
+
+// Remove removes a container by its full id, never forced: the engine itself
+// refuses to remove one that runs (ErrConflict).
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	_, err := e.client.ContainerRemove(ctx, id, client.ContainerRemoveOptions{})
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("remove container %s: %w", id, ErrNotFound)
+	case cerrdefs.IsConflict(err):
+		return fmt.Errorf("remove container %s: %w: %v", id, ErrConflict, err)
+	}
+	return fmt.Errorf("remove container %s: %w", id, err)
+}
+
+// parseTime reads one of Docker's RFC 3339 times; empty and the zero year
+// Docker writes for "never" are the zero time.
+func parseTime(field, raw string) (time.Time, error) {
+	if raw == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse %s %q: %w", field, raw, err)
+	}
+	if t.Year() <= 1 {
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+func fromInspect(res container.InspectResponse) (stale.Container, error) {
+	c := stale.Container{ID: res.ID, Found: true, Image: res.Image}
+	if res.Config != nil {
+		c.Labels = res.Config.Labels
+		c.Image = res.Config.Image
+	}
+	var err error
+	if c.Created, err = parseTime("Created", res.Created); err != nil {
+		return c, err
+	}
+	if res.State == nil {
+		return c, nil
+	}
+	c.State = string(res.State.Status)
+	if c.StartedAt, err = parseTime("StartedAt", res.State.StartedAt); err != nil {
+		return c, err
+	}
+	c.FinishedAt, err = parseTime("FinishedAt", res.State.FinishedAt)
+	return c, err
+}
+
+// ImageTag is the tag of an image reference (registry:5000/shop/web:pr-17 is
+// pr-17), latest when it has none; a digest is ignored.
+func ImageTag(ref string) string {
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i >= 0 && !strings.Contains(ref[i:], "/") {
+		return ref[i+1:]
+	}
+	return "latest"
+}
+
+// RedactAddr hides the password of a Docker engine address.
+func RedactAddr(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "(unparsable Docker address)"
+	}
+	return u.Redacted()
+}
+
+// redactIn removes an address's credentials from an error message.
+func redactIn(err error, addr string) string {
+	msg := err.Error()
+	u, perr := url.Parse(addr)
+	if perr != nil || u.User == nil {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, addr, u.Redacted())
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}

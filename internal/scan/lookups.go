@@ -1,0 +1,139 @@
+package scan
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+)
+
+// inspectConcurrency bounds parallel inspects on a cold cache.
+const inspectConcurrency = 8
+
+// maxUnlistedLookups bounds the inspects one scan spends on rows whose
+// container is not in the labelled list; the rest stay unknown (never
+// stale) until a later scan looks them up.
+const maxUnlistedLookups = 100
+
+// lookUpUnlisted asks Docker about the containers rows name (by id or name)
+// that the labelled list lacks: such a container may run without the
+// platform's label. Only the engine's 404 makes one missing; a container not
+// looked up, or that Docker could not describe, is returned as unknown.
+func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance, listed listing) map[string]stale.Container {
+	out := map[string]stale.Container{}
+	var refs []string
+	for _, in := range instances {
+		ref := in.ContainerID
+		if ref == "" {
+			continue
+		}
+		if _, ok := listed.lookup(ref); ok {
+			continue
+		}
+		if _, seen := out[ref]; seen {
+			continue
+		}
+		if s.gone[ref] {
+			out[ref] = stale.Container{}
+			continue
+		}
+		out[ref] = stale.Container{Unknown: true}
+		refs = append(refs, ref)
+	}
+	if len(refs) > maxUnlistedLookups {
+		s.logger.Info("more unlisted containers than one scan looks up; the rest stay unknown for now",
+			"unlisted", len(refs), "looked_up", maxUnlistedLookups)
+		refs = refs[:maxUnlistedLookups]
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, inspectConcurrency)
+	)
+	for _, ref := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := s.docker.Inspect(ctx, ref)
+			if err != nil {
+				s.logger.Debug("look up unlisted container", "container", ref, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out[ref] = c
+		}()
+	}
+	wg.Wait()
+
+	gone := map[string]bool{}
+	for ref, c := range out {
+		if !c.Found && !c.Unknown && stale.IsFullContainerID(ref) {
+			gone[ref] = true
+		}
+	}
+	s.gone = gone
+	return out
+}
+
+// runTimes are Docker's StartedAt and FinishedAt of a stopped container.
+type runTimes struct{ started, finished time.Time }
+
+// runTimes returns StartedAt and FinishedAt for every stopped container,
+// inspecting only those not cached yet, and forgets containers that are gone
+// or running.
+func (s *Scanner) runTimes(ctx context.Context, containers []stale.Container) (map[string]runTimes, error) {
+	s.mu.Lock()
+	known := s.stopped
+	s.mu.Unlock()
+
+	times := make(map[string]runTimes, len(containers))
+	var missing []string
+	for _, c := range containers {
+		if c.Running() {
+			continue
+		}
+		if t, ok := known[c.ID]; ok {
+			times[c.ID] = t
+		} else {
+			missing = append(missing, c.ID)
+		}
+	}
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, inspectConcurrency)
+	)
+	for _, id := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			// A container removed between list and inspect has no run
+			// times to offer.
+			c, err := s.docker.Inspect(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			times[id] = runTimes{started: c.StartedAt, finished: c.FinishedAt}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+
+	s.mu.Lock()
+	s.stopped = times
+	s.mu.Unlock()
+	return times, nil
+}

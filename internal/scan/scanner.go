@@ -1,0 +1,193 @@
+// Package scan is the core of stale-exporter: a scan reads the Docker engine
+// and the store, judges every instance with the stale rule and returns a
+// snapshot. The Scanner runs scans coalesced (concurrent callers share one)
+// and cached (a scan younger than the cache TTL is reused), keeps the last
+// good snapshot for a bounded time while scans fail, and runs one in the
+// background every interval so that last_alive_at advances unscraped.
+package scan
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// Docker is the part of the Docker engine a scan uses (internal/docker).
+type Docker interface {
+	List(ctx context.Context) ([]stale.Container, error)
+	Inspect(ctx context.Context, ref string) (stale.Container, error)
+}
+
+// Store is the part of the store a scan uses.
+type Store interface {
+	ReadInventory(ctx context.Context, dockerHost string) (store.Inventory, error)
+	Own(ctx context.Context, dockerHost string, ids []string) error
+	MarkAlive(ctx context.Context, ids []string, at time.Time) error
+	Adopt(ctx context.Context, a store.Adoption) error
+}
+
+// Config tunes a Scanner.
+type Config struct {
+	// Config is how the exporter judges, shared with its cleanups.
+	stale.Config
+	// CacheTTL is how long a scan is reused by later callers.
+	CacheTTL time.Duration
+	// MaxSnapshotAge bounds how long the last good snapshot is served while
+	// scans fail.
+	MaxSnapshotAge time.Duration
+	// Timeout bounds one whole scan (each Docker call is bounded by the
+	// engine's own timeout).
+	Timeout time.Duration
+	// Adopt creates instance rows for labelled containers the store lacks.
+	Adopt bool
+}
+
+// Result is what a caller gets: the outcome of the latest scan and the last
+// good snapshot, if it is recent enough.
+type Result struct {
+	Snapshot *stale.Snapshot
+	Success  bool
+	DockerUp bool
+	StoreUp  bool
+	Duration time.Duration
+	// LastSuccess is the time of the last successful scan, zero if none.
+	LastSuccess time.Time
+	Err         error
+	// Seq numbers the scans of a Scanner, from 1; 0 is no scan yet.
+	Seq uint64
+}
+
+// Scanner runs scans, coalescing concurrent requests into one.
+//
+// Locking: mu guards the fields from inflight to stopped, which callers and
+// the running scan share. The caches gone and refused are only ever touched
+// by the running scan, and one scan runs at a time (startLocked starts one
+// only while inflight is nil), so they need no lock.
+type Scanner struct {
+	docker Docker
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	inflight chan struct{} // closed when the running scan ends
+	latest   Result
+	good     *stale.Snapshot
+	attempt  time.Time // when the latest scan started
+	seq      uint64    // scans finished
+	// stopped caches Docker's StartedAt and FinishedAt by container id; a
+	// stopped container's are fixed until it runs again.
+	stopped map[string]runTimes
+
+	// gone caches the full container ids rows hold that the engine answered
+	// 404 for: a container id is never reused.
+	gone map[string]bool
+	// refused remembers the containers whose adoption the store refused,
+	// so that the refusal is logged once, not every scan.
+	refused map[string]bool
+	// scans counts the scans running, so that shutdown can wait for them.
+	scans sync.WaitGroup
+}
+
+// NewScanner returns a Scanner over the given Docker engine and store.
+func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scanner {
+	cfg.Config = cfg.Config.WithDefaults()
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger,
+		stopped: map[string]runTimes{}, gone: map[string]bool{}, refused: map[string]bool{}}
+}
+
+// Wait blocks until the scans started so far have ended.
+func (s *Scanner) Wait() { s.scans.Wait() }
+
+// Result returns the outcome of a scan no older than the cache TTL, running
+// one if needed. Callers that arrive while a scan runs share it.
+func (s *Scanner) Result(ctx context.Context) Result {
+	return s.await(ctx, func() bool { return s.attempt.IsZero() || s.cfg.Now().Sub(s.attempt) > s.cfg.CacheTTL })
+}
+
+// Rescan runs a fresh scan (or joins the one running) and returns its result.
+func (s *Scanner) Rescan(ctx context.Context) Result {
+	return s.await(ctx, func() bool { return true })
+}
+
+// await starts a scan if none runs and stale() says so, then waits for the
+// running scan, if any, or for ctx.
+func (s *Scanner) await(ctx context.Context, stale func() bool) Result {
+	s.mu.Lock()
+	if s.inflight == nil && stale() {
+		s.startLocked()
+	}
+	done := s.inflight
+	s.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resultLocked()
+}
+
+// Run scans every interval until ctx is done, so that last_alive_at
+// advances even when nothing scrapes.
+func (s *Scanner) Run(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		s.Rescan(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (s *Scanner) resultLocked() Result {
+	r := s.latest
+	if s.good != nil {
+		r.LastSuccess = s.good.ScannedAt
+		if s.cfg.Now().Sub(s.good.ScannedAt) <= s.cfg.MaxSnapshotAge {
+			r.Snapshot = s.good
+		}
+	}
+	return r
+}
+
+// startLocked starts a scan detached from any caller: one scrape giving up
+// must not cancel the scan the others wait for.
+func (s *Scanner) startLocked() {
+	done := make(chan struct{})
+	s.inflight = done
+	s.attempt = s.cfg.Now()
+	s.scans.Add(1)
+	go func() {
+		defer s.scans.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		defer cancel()
+		start := time.Now()
+		snap, r := s.scan(ctx)
+		r.Duration = time.Since(start)
+		s.mu.Lock()
+		if r.Success {
+			s.good = snap
+		} else {
+			s.logger.Warn("scan failed", "err", r.Err)
+		}
+		s.seq++
+		r.Seq = s.seq
+		s.latest = r
+		s.inflight = nil
+		s.mu.Unlock()
+		close(done)
+	}()
+}

@@ -1,0 +1,253 @@
+// Package apitest serves the HTTP API over in-memory parts (a cleanup
+// service that removes nothing and records what it was asked, a fixed scan,
+// an engine registry), for the unit tests of the API and of its clients.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/api"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
+	"github.com/docker-watcher/stale-exporter/internal/scan"
+	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
+)
+
+// Cleaner is the cleanup service in memory: it answers each request with
+// the job of Job, records what was asked, and removes nothing.
+type Cleaner struct {
+	mu       sync.Mutex
+	Requests []Request
+	Alerts   []cleanup.Alert
+	// Job answers a request (default: done, removed, or would_remove);
+	// its error fails it.
+	Job func(r Request) (store.Job, error)
+	// Alert answers an alert (default: recorded).
+	Alert func(a cleanup.Alert) (cleanup.AlertOutcome, error)
+}
+
+// Request is one request the Cleaner was asked.
+type Request struct {
+	ID, RequestedBy string
+	Trigger         store.Trigger
+	DryRun          bool
+}
+
+func (c *Cleaner) Request(_ context.Context, id string, trigger store.Trigger, requestedBy string, dryRun bool) (store.Job, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := Request{ID: id, Trigger: trigger, RequestedBy: requestedBy, DryRun: dryRun}
+	c.Requests = append(c.Requests, r)
+	if c.Job != nil {
+		return c.Job(r)
+	}
+	result := store.ResultRemoved
+	if dryRun {
+		result = store.ResultWouldRemove
+	}
+	return store.Job{ID: int64(len(c.Requests)), InstanceID: id, Trigger: trigger, RequestedBy: requestedBy, DryRun: dryRun,
+		State: store.JobDone, Result: result}, nil
+}
+
+func (c *Cleaner) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) ([]store.Job, int, error) {
+	job, err := c.Request(ctx, "bulk-target", store.TriggerBulk, requestedBy, dryRun)
+	if err != nil {
+		return nil, 0, err
+	}
+	return []store.Job{job}, limit, nil
+}
+
+func (c *Cleaner) Wait(_ context.Context, jobs []store.Job) ([]store.Job, error) { return jobs, nil }
+
+func (c *Cleaner) RecentJobs(_ context.Context, limit int) ([]store.Job, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Job != nil {
+		if _, err := c.Job(Request{}); err != nil {
+			return nil, err
+		}
+	}
+	return []store.Job{{ID: 1, State: store.JobDone, Result: store.ResultRemoved, Trigger: store.TriggerSingle}}[:min(limit, 1)], nil
+}
+
+func (c *Cleaner) HandleAlert(_ context.Context, a cleanup.Alert, _ string) (cleanup.AlertOutcome, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Alerts = append(c.Alerts, a)
+	if c.Alert != nil {
+		return c.Alert(a)
+	}
+	return cleanup.AlertOutcome{Fingerprint: a.Fingerprint, Status: a.Status, Result: cleanup.AlertRecorded}, nil
+}
+
+// Asked are the requests made so far.
+func (c *Cleaner) Asked() []Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Request(nil), c.Requests...)
+}
+
+// Scans answers a fixed scan result.
+type Scans struct{ R scan.Result }
+
+// Result answers the fixed result.
+func (s Scans) Result(context.Context) scan.Result { return s.R }
+
+// Engines is the engine registry in memory: Names registered, Forgot the
+// removals (name by whom), Err fails every call.
+type Engines struct {
+	mu     sync.Mutex
+	Names  map[string]bool
+	Forgot []string
+	Err    error
+}
+
+func (e *Engines) Engines(context.Context) ([]store.Engine, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []store.Engine
+	for n := range e.Names {
+		out = append(out, store.Engine{Name: n, FirstSeen: time.Unix(0, 0), LastSeen: time.Unix(60, 0)})
+	}
+	return out, e.Err
+}
+
+func (e *Engines) ForgetEngine(_ context.Context, name, by string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.Err != nil {
+		return e.Err
+	}
+	if !e.Names[name] {
+		return store.ErrNotFound
+	}
+	delete(e.Names, name)
+	e.Forgot = append(e.Forgot, name+" by "+by)
+	return nil
+}
+
+// Server is the API over the in-memory parts, served on a loopback port,
+// with a token of every role (Tokens).
+type Server struct {
+	t       testing.TB
+	URL     string
+	Cleaner *Cleaner
+	Engines *Engines
+	Reg     *prometheus.Registry
+	Tokens  map[auth.Role]string
+}
+
+// Options tune a Server: NoTokens serves without a tokens file; Scan is
+// the scan result the list and the bulk cleanup see.
+type Options struct {
+	NoTokens bool
+	Scan     scan.Result
+}
+
+// New serves the API until the test ends.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := &Server{t: t, Cleaner: &Cleaner{}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry()}
+	var tokens *auth.Tokens
+	if !opts.NoTokens {
+		var path string
+		path, s.Tokens = testenv.Tokens(t, t.TempDir(), auth.Roles...)
+		var err error
+		if tokens, err = auth.LoadTokens(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	router := httprouter.New()
+	api.New(s.Cleaner, Scans{opts.Scan}, s.Engines, api.Config{Tokens: tokens, Wait: time.Second, MaxPerRequest: 10,
+		MaxBodyBytes: 64 << 10, StoreTimeout: time.Second}, s.Reg, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(router)
+	router.NotFound = api.NotFound(http.NotFoundHandler())
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// Answer is an answer of the API: its status and headers, and its JSON
+// envelope with the data left raw.
+type Answer struct {
+	Status int
+	Header http.Header
+	// Closed: the server said Connection: close.
+	Closed  bool
+	Success bool            `json:"success"`
+	Data    json.RawMessage `json:"data"`
+	Error   string          `json:"error"`
+	Code    string          `json:"code"`
+}
+
+// Do sends a request with the token of role ("" for none) and decodes the
+// envelope, failing the test if the answer is not one.
+func (s *Server) Do(method, path string, role auth.Role, contentType, body string) Answer {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if role != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Tokens[role])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var a Answer
+	if err := json.Unmarshal(raw, &a); err != nil || res.Header.Get("Content-Type") != "application/json" {
+		s.t.Fatalf("%s %s: %d, not a JSON envelope (%s): %s", method, path, res.StatusCode, res.Header.Get("Content-Type"), raw)
+	}
+	if (res.StatusCode >= 400) != (a.Error != "") || (res.StatusCode >= 400) == a.Success || (res.StatusCode >= 400) != (a.Code != "") {
+		s.t.Fatalf("%s %s: status %d with success=%v error=%q code=%q", method, path, res.StatusCode, a.Success, a.Error, a.Code)
+	}
+	a.Status, a.Header, a.Closed = res.StatusCode, res.Header, res.Close
+	return a
+}
+
+// Counter reads a counter of the API's registry (0 when it has none).
+func (s *Server) Counter(name string, labels map[string]string) float64 {
+	s.t.Helper()
+	families, err := s.Reg.Gather()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// ErrStore is the error of a store that does not answer.
+var ErrStore = errors.New("connection refused (fake store)")

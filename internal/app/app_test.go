@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,19 +61,8 @@ func TestValidate(t *testing.T) {
 func TestTokensFileWithLoosePermissionsWarns(t *testing.T) {
 	testenv.Docker(t)
 	db := storetest.New(t)
-	path := filepath.Join(t.TempDir(), "tokens.yml")
-	_, entry, err := auth.NewToken("a", auth.RoleViewer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := auth.FormatEntries(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, _ := testenv.Tokens(t, t.TempDir(), auth.RoleViewer)
 	for mode, warns := range map[os.FileMode]bool{0o644: true, 0o600: false} {
-		if err := os.WriteFile(path, []byte(file), mode); err != nil {
-			t.Fatal(err)
-		}
 		if err := os.Chmod(path, mode); err != nil {
 			t.Fatal(err)
 		}

@@ -46,8 +46,9 @@ func TestKilledMidCleanupIsResumed(t *testing.T) {
 	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
 	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 
-	secret, tokensFile := tokenFile(t, dir, auth.RoleOperator)
-	binary := buildExporter(t, dir)
+	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleOperator)
+	secret := secrets[auth.RoleOperator]
+	binary := testenv.BuildExporter(t)
 	env := append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	// A 2s Docker timeout gives a 2s window to kill it mid-removal, and an
 	// 18s lease (4 x timeout + 10s) before another process may resume.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -117,9 +116,10 @@ func TestPipeline(t *testing.T) {
 	cleanID, cleanCID := instance("preview", false)
 	warnID, warnCID := instance("production", false)
 
-	secret, tokensFile := tokenFile(t, dir, auth.RoleAlertmanager)
+	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleAlertmanager)
+	secret := secrets[auth.RoleAlertmanager]
 	credentials := write(t, filepath.Join(dir, "am-token"), secret)
-	binary := buildExporter(t, dir)
+	binary := testenv.BuildExporter(t)
 	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
 		"--web.listen-address="+exporterAddr, "--api.tokens-file="+tokensFile, "--stale.threshold="+threshold.String(),
@@ -213,31 +213,6 @@ func TestPipeline(t *testing.T) {
 // creation is a sign of life, so the containers a test creates become stale
 // this long after it.
 const threshold = 2 * time.Second
-
-// tokenFile writes a tokens file with one new token of role and returns the
-// token and the file.
-func tokenFile(t *testing.T, dir string, role auth.Role) (secret, path string) {
-	t.Helper()
-	secret, entry, err := auth.NewToken(string(role), role)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := auth.FormatEntries(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return secret, write(t, filepath.Join(dir, "tokens.yml"), tokens)
-}
-
-// buildExporter compiles stale-exporter into dir.
-func buildExporter(t *testing.T, dir string) string {
-	t.Helper()
-	binary := filepath.Join(dir, "stale-exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, repo+"/cmd/stale-exporter").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return binary
-}
 
 func exists(t *testing.T, docker *client.Client, id string) bool {
 	t.Helper()

@@ -36,8 +36,9 @@ func TestHostileClients(t *testing.T) {
 		INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM projects WHERE name = 'load'`)
 	db.Exec(t, `INSERT INTO instances (stage_id, project_id, container_id, image_tag, status)
 		SELECT s.id, s.project_id, '', 'tag-' || g, 'stopped' FROM stages s, generate_series(1, 1000) g`)
-	secret, tokensFile := tokenFile(t, dir, auth.RoleAlertmanager)
-	binary := buildExporter(t, dir)
+	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleAlertmanager)
+	secret := secrets[auth.RoleAlertmanager]
+	binary := testenv.BuildExporter(t)
 	addr := testenv.FreeAddr(t)
 	const readTimeout, idleTimeout, writeTimeout = 2 * time.Second, 2 * time.Second, 8 * time.Second
 	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,

@@ -73,21 +73,10 @@ func TestSeveralDockerHosts(t *testing.T) {
 	dupID, dupCID := instance(hosts["a"], "preview", true)
 	dupOnC := testenv.NewContainer(t, hosts["c"].engine.Client, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: dupID}})
 
-	secret, amEntry, err := auth.NewToken("alertmanager", auth.RoleAlertmanager)
-	if err != nil {
-		t.Fatal(err)
-	}
-	operator, operatorEntry, err := auth.NewToken("operator", auth.RoleOperator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := auth.FormatEntries(amEntry, operatorEntry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokensFile := write(t, filepath.Join(dir, "tokens.yml"), entries)
+	tokensFile, tokens := testenv.Tokens(t, dir, auth.RoleAlertmanager, auth.RoleOperator)
+	secret, operator := tokens[auth.RoleAlertmanager], tokens[auth.RoleOperator]
 	credentials := write(t, filepath.Join(dir, "am-token"), secret)
-	binary := buildExporter(t, dir)
+	binary := testenv.BuildExporter(t)
 	env := append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	startExporter := func(h *host, dockerHost string) {
 		// Several hosts: nobody judges what no engine has claimed.

@@ -34,8 +34,9 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 			staleIDs = append(staleIDs, id)
 		}
 	}
-	secret, tokensFile := tokenFile(t, dir, auth.RoleOperator)
-	binary := buildExporter(t, dir)
+	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleOperator)
+	secret := secrets[auth.RoleOperator]
+	binary := testenv.BuildExporter(t)
 	var addrs []string
 	for range 2 {
 		addr := testenv.FreeAddr(t)

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,21 +26,8 @@ func TestUnownedInstancesAreSafeWithDefaultFlags(t *testing.T) {
 	dir := t.TempDir()
 	engines := map[string]*testenv.Engine{"host-a": testenv.StartEngine(t, "una"), "host-b": testenv.StartEngine(t, "unb")}
 	addrs := map[string]string{"host-a": testenv.FreeAddr(t), "host-b": testenv.FreeAddr(t)}
-	var entries []auth.TokenEntry
-	tokens := map[auth.Role]string{}
-	for _, role := range []auth.Role{auth.RoleOperator, auth.RoleAdmin} {
-		secret, entry, err := auth.NewToken(string(role), role)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[role], entries = secret, append(entries, entry)
-	}
-	file, err := auth.FormatEntries(entries...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokensFile := write(t, filepath.Join(dir, "tokens.yml"), file)
-	binary := buildExporter(t, dir)
+	tokensFile, tokens := testenv.Tokens(t, dir, auth.RoleOperator, auth.RoleAdmin)
+	binary := testenv.BuildExporter(t)
 	env := append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN)
 	exporters := map[string]*testenv.Process{}
 	start := func(name string) {
@@ -110,7 +96,7 @@ func TestUnownedInstancesAreSafeWithDefaultFlags(t *testing.T) {
 	eventually(t, "A judging unowned instances again", 10*time.Second, func() bool {
 		return strings.Contains(metrics("host-a"), `stale_exporter_judges_unowned{docker_host="host-a"} 1`)
 	})
-	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message = 'registration of Docker engine \"host-b\" removed by admin'"); n != 1 {
+	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message = 'registration of Docker engine \"host-b\" removed by test-admin'"); n != 1 {
 		t.Fatalf("%d audit events for the removed registration, want 1", n)
 	}
 }

@@ -23,12 +23,10 @@ import (
 
 const threshold = time.Hour
 
-// skew sets the scanners' clock ahead, so that containers created by a test
-// are older than the threshold by that clock (a container's creation counts
-// as a sign of life) without waiting for an hour.
-const skew = 3 * threshold / 2
-
-func clock() time.Time { return time.Now().Add(skew) }
+// clock runs the scanners' clock ahead, so that containers created by a
+// test are older than the threshold by it (a container's creation counts as
+// a sign of life) without waiting for an hour.
+var clock = testenv.Ahead(3 * threshold / 2)
 
 var (
 	old    = clock().Add(-2 * threshold)

@@ -1,4 +1,4 @@
-package chaos_test
+package e2e_test
 
 import (
 	"bytes"
@@ -8,9 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -31,10 +28,10 @@ import (
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// threshold is the exporters' stale threshold: long enough that the young
+// faultThreshold is the exporters' stale faultThreshold: long enough that the young
 // instances (their platform marks them alive every 300ms) stay young through
 // a database outage, short enough that the test's containers age past it.
-const threshold = 8 * time.Second
+const faultThreshold = 8 * time.Second
 
 // The kinds of instance the suite creates. Only stale ones may be removed.
 const (
@@ -172,14 +169,11 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	s := &suite{t: t, docker: docker, pool: pool, statuses: map[string]map[int]int{}}
 	s.createInstances(staleBatches, staleBatchSize)
 	dir := t.TempDir()
-	s.writeTokens(filepath.Join(dir, "tokens.yml"))
-	s.binary = filepath.Join(dir, "stale-exporter")
-	_, self, _, _ := runtime.Caller(0)
-	if out, err := exec.Command("go", "build", "-o", s.binary, filepath.Join(filepath.Dir(self), "..", "..", "cmd", "stale-exporter")).CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	tokensFile, tokens := testenv.Tokens(t, dir, auth.RoleAdmin, auth.RoleAlertmanager)
+	s.admin, s.notifier = tokens[auth.RoleAdmin], tokens[auth.RoleAlertmanager]
+	s.binary = testenv.BuildExporter(t)
 	s.env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+dsn)
-	s.args = []string{"--api.tokens-file=" + filepath.Join(dir, "tokens.yml"), "--stale.threshold=" + threshold.String(),
+	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.faultThreshold=" + faultThreshold.String(),
 		"--docker.host=" + front, "--docker.timeout=1s", "--store.timeout=1s", "--cleanup.wait=2s",
 		"--web.write-timeout=10s", "--collector.cache-ttl=200ms", "--collector.scan-interval=1s",
 		"--cleanup.max-stale-ratio=1", "--collector.max-snapshot-age=1m"}
@@ -192,7 +186,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	}
 	keepYoungAlive(t, pool, append(s.of(kindYoung), s.of(kindRedeploy)...))
 	redeploys := s.redeployLoop()
-	time.Sleep(threshold) // the stale containers age past the threshold
+	time.Sleep(faultThreshold) // the stale containers age past the faultThreshold
 
 	faults := []struct {
 		name   string
@@ -255,26 +249,6 @@ func (s *suite) startExporter(i int) {
 	s.t.Helper()
 	s.procs[i] = testenv.Start(s.t, s.env, s.binary, append([]string{"--web.listen-address=" + s.addrs[i]}, s.args...)...)
 	testenv.WaitHTTP(s.t, "http://"+s.addrs[i]+"/-/ready", 30*time.Second)
-}
-
-func (s *suite) writeTokens(path string) {
-	s.t.Helper()
-	admin, adminEntry, err := auth.NewToken("chaos-admin", auth.RoleAdmin)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	notifier, notifierEntry, err := auth.NewToken("chaos-alertmanager", auth.RoleAlertmanager)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	file, err := auth.FormatEntries(adminEntry, notifierEntry)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
-		s.t.Fatal(err)
-	}
-	s.admin, s.notifier = admin, notifier
 }
 
 // Each fault's load targets a batch of its own stale instances, so that

@@ -28,7 +28,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// faultThreshold is the exporters' stale faultThreshold: long enough that the young
+// faultThreshold is the exporters' stale threshold: long enough that the young
 // instances (their platform marks them alive every 300ms) stay young through
 // a database outage, short enough that the test's containers age past it.
 const faultThreshold = 8 * time.Second
@@ -173,7 +173,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	s.admin, s.notifier = tokens[auth.RoleAdmin], tokens[auth.RoleAlertmanager]
 	s.binary = testenv.BuildExporter(t)
 	s.env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+dsn)
-	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.faultThreshold=" + faultThreshold.String(),
+	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + faultThreshold.String(),
 		"--docker.host=" + front, "--docker.timeout=1s", "--store.timeout=1s", "--cleanup.wait=2s",
 		"--web.write-timeout=10s", "--collector.cache-ttl=200ms", "--collector.scan-interval=1s",
 		"--cleanup.max-stale-ratio=1", "--collector.max-snapshot-age=1m"}
@@ -186,7 +186,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	}
 	keepYoungAlive(t, pool, append(s.of(kindYoung), s.of(kindRedeploy)...))
 	redeploys := s.redeployLoop()
-	time.Sleep(faultThreshold) // the stale containers age past the faultThreshold
+	time.Sleep(faultThreshold) // the stale containers age past the threshold
 
 	faults := []struct {
 		name   string

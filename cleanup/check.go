@@ -52,6 +52,10 @@ func (s *Service) check(ctx context.Context, job store.Job) (checked, *refusal, 
 	case !v.Stale:
 		return ch, verdictRefusal(v), nil
 	}
+	if eligible := v.StaleSince.Add(s.cfg.Grace); job.Trigger == store.TriggerWebhook && now.Before(eligible) {
+		return ch, refuse(CodeGrace, "automatic cleanup waits %s after the instance became stale (%s): eligible at %s; a person's cleanup does not wait",
+			s.cfg.Grace, v.StaleSince.UTC().Format(time.RFC3339), eligible.UTC().Format(time.RFC3339)), nil
+	}
 	if job.Trigger != store.TriggerSingle {
 		if no := s.massStaleGuard(ctx); no != nil {
 			return ch, no, nil
@@ -158,56 +162,58 @@ func (s *Service) ownership(ctx context.Context, in stale.Instance, job store.Jo
 // one it judged. The row still holds the same container and is still
 // removing; the container the row names is the very container checked (its
 // full id), carries the instance's label alone, is not running, and shows no
-// sign of life newer than the one judged. It returns the full id to remove,
-// or gone for a container no longer there (the engine acted before an
-// interruption).
-func (s *Service) pinned(ctx context.Context, job store.Job) (in stale.Instance, target string, gone bool, no *refusal, err error) {
+// sign of life newer than the one judged. It returns the container to remove
+// (by its full id), not Found when it is no longer there (the engine acted
+// before an interruption).
+func (s *Service) pinned(ctx context.Context, job store.Job) (in stale.Instance, target stale.Container, no *refusal, err error) {
 	in, no, err = s.currentRow(ctx, job)
 	if no != nil || err != nil {
-		return in, "", false, no, err
+		return in, target, no, err
 	}
 	if in.Status != stale.StatusRemoving {
-		return in, "", false, refuse(CodeChanged, "instance status changed to %q while it was being removed", in.Status), nil
+		return in, target, refuse(CodeChanged, "instance status changed to %q while it was being removed", in.Status), nil
 	}
 	c, err := s.docker.Inspect(ctx, job.ContainerID)
 	if err != nil {
-		return in, "", false, nil, err
+		return in, target, nil, err
 	}
 	if !c.Found {
-		return s.pinnedGone(ctx, in, job)
+		no, err := s.pinnedGone(ctx, job)
+		return in, target, no, err
 	}
 	if c.ID != job.TargetContainerID {
-		return in, "", false, refuse(CodeReplaced, "%q now names container %s, not the container %s that was checked",
+		return in, target, refuse(CodeReplaced, "%q now names container %s, not the container %s that was checked",
 			job.ContainerID, stale.ShortID(c.ID), stale.ShortID(job.TargetContainerID)), nil
 	}
 	if no, err := s.soleLabelled(ctx, in, c); no != nil || err != nil {
-		return in, "", false, no, err
+		return in, target, no, err
 	}
 	switch last := stale.LastAlive(in, c); {
 	case c.Running():
-		return in, "", false, refuse(CodeRunning, "%s", stale.ReasonRunning), nil
+		return in, target, refuse(CodeRunning, "%s", stale.ReasonRunning), nil
 	case stale.NewerSignOfLife(last, job.JudgedLastAlive):
-		return in, "", false, refuse(CodeRanAgain, "a sign of life at %s, after the %s that was judged: the container ran again",
+		return in, target, refuse(CodeRanAgain, "a sign of life at %s, after the %s that was judged: the container ran again",
 			last.UTC().Format(time.RFC3339Nano), job.JudgedLastAlive.UTC().Format(time.RFC3339Nano)), nil
 	}
-	return in, c.ID, false, nil, nil
+	return in, c, nil, nil
 }
 
 // pinnedGone decides a pinned job whose row's reference finds no container:
-// gone if the checked container is gone too (or none was there to check).
-func (s *Service) pinnedGone(ctx context.Context, in stale.Instance, job store.Job) (stale.Instance, string, bool, *refusal, error) {
+// gone (no refusal, and pinned's target not Found) if the checked container
+// is gone too, or none was there to check.
+func (s *Service) pinnedGone(ctx context.Context, job store.Job) (*refusal, error) {
 	if job.TargetContainerID == "" || job.TargetContainerID == job.ContainerID {
-		return in, "", true, nil, nil
+		return nil, nil
 	}
 	c, err := s.docker.Inspect(ctx, job.TargetContainerID)
 	switch {
 	case err != nil:
-		return in, "", false, nil, err
+		return nil, err
 	case c.Found:
-		return in, "", false, refuse(CodeReplaced, "container %s no longer answers to %q: renamed since it was checked",
+		return refuse(CodeReplaced, "container %s no longer answers to %q: renamed since it was checked",
 			stale.ShortID(job.TargetContainerID), job.ContainerID), nil
 	}
-	return in, "", true, nil, nil
+	return nil, nil
 }
 
 // massStaleGuard refuses automatic cleanup when too many instances are stale

@@ -44,8 +44,8 @@ type countingEngine struct {
 	removes atomic.Int64
 }
 
-func (d *countingEngine) Remove(ctx context.Context, id string) error {
-	err := d.Docker.Remove(ctx, id)
+func (d *countingEngine) Remove(ctx context.Context, id string, volumes bool) error {
+	err := d.Docker.Remove(ctx, id, volumes)
 	if err == nil {
 		d.removes.Add(1)
 	}

@@ -2,24 +2,30 @@ package cleanup
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
 // removedEvent is the event of a removal; rowKept says the platform pointed
-// the row at another container meanwhile, so the row stayed.
-func removedEvent(job store.Job, in stale.Instance, rowKept bool) store.Event {
+// the row at another container meanwhile, so the row stayed; volumes are the
+// anonymous volumes removed with the container.
+func removedEvent(job store.Job, in stale.Instance, rowKept bool, volumes []string) store.Event {
 	removed := job.TargetContainerID
 	if removed == "" {
 		removed = job.ContainerID
 	}
 	msg := fmt.Sprintf("removed stale container %s of %s", stale.ShortID(removed), describe(in))
+	if len(volumes) > 0 {
+		msg += fmt.Sprintf(" and its anonymous volumes %s", strings.Join(volumes, ", "))
+	}
 	if rowKept {
 		msg += "; the instance names another container now, so its row is kept"
 	}
 	d := eventDetails(job, in, "")
 	d["row_kept"] = rowKept
+	d["volumes_removed"] = volumes
 	return store.Event{Severity: store.SeverityInfo, Message: msg, ProjectID: in.ProjectID, InstanceID: job.InstanceID, Details: d}
 }
 

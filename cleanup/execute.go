@@ -32,14 +32,14 @@ func (s *Service) execute(ctx context.Context, job store.Job) {
 			return
 		}
 	}
-	in, target, gone, no, err := s.pinned(ctx, job)
+	in, target, no, err := s.pinned(ctx, job)
 	switch {
 	case err != nil:
 		s.retryOrFail(ctx, job, in, err)
 	case no != nil:
 		s.skip(ctx, job, in, no)
-	case gone:
-		s.recordRemoved(ctx, job, in, nil)
+	case !target.Found:
+		s.recordRemoved(ctx, job, in, removal{})
 	default:
 		s.remove(ctx, job, in, target)
 	}
@@ -67,49 +67,102 @@ func (s *Service) mark(ctx context.Context, job store.Job, ch checked) (store.Jo
 	return job, true
 }
 
+// removal is what a removal did, for its event.
+type removal struct {
+	// volumes are the anonymous volumes removed with the container.
+	volumes []string
+	// lostAnswer is the error of an engine answer that was lost.
+	lostAnswer error
+}
+
 // remove removes the pinned container by its full id, never by the name or
 // prefix the row may hold, and never forced: the engine itself refuses to
-// remove a container that started after the last check.
-func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance, target string) {
-	err := s.docker.Remove(ctx, target)
+// remove a container that started after the last check. Its anonymous
+// volumes go with it unless KeepVolumes.
+func (s *Service) remove(ctx context.Context, job store.Job, in stale.Instance, target stale.Container) {
+	withVolumes := !s.cfg.KeepVolumes
+	err := s.docker.Remove(ctx, target.ID, withVolumes)
+	r := removal{lostAnswer: err}
 	switch {
 	case err == nil, errors.Is(err, docker.ErrNotFound):
+		r.lostAnswer = nil
 	case errors.Is(err, docker.ErrConflict):
 		s.skip(ctx, job, in, refuse(CodeRunning, "container started before it could be removed: %v", err))
 		return
 	default:
 		// The engine may have removed it and the answer been lost
 		// (connection cut, engine restarting): ask again.
-		c, inspectErr := s.docker.Inspect(ctx, target)
+		c, inspectErr := s.docker.Inspect(ctx, target.ID)
 		switch {
 		case inspectErr != nil:
 			// Whether the engine acted is unknown: the job stays
 			// removing and is resumed after its lease, which asks again.
 			s.logger.Warn("remove container: outcome unknown, resuming after the lease", "job_id", job.ID,
-				"container_id", target, "err", err, "inspect_err", inspectErr)
+				"container_id", target.ID, "err", err, "inspect_err", inspectErr)
 			return
 		case c.Found:
 			s.retryOrFail(ctx, job, in, err)
 			return
 		}
 		s.logger.Warn("container removed though the engine's answer was lost", "job_id", job.ID,
-			"container_id", target, "err", err)
+			"container_id", target.ID, "err", err)
 	}
-	s.recordRemoved(ctx, job, in, err)
+	if withVolumes {
+		r.volumes = s.volumesRemoved(ctx, target)
+	}
+	s.recordRemoved(ctx, job, in, r)
+}
+
+// volumesRemoved asks which of a removed container's anonymous volumes are
+// gone: the engine removed them with it.
+func (s *Service) volumesRemoved(ctx context.Context, c stale.Container) []string {
+	var names []string
+	for _, v := range c.Volumes {
+		if v.Anonymous {
+			names = append(names, v.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	gone, err := s.docker.VolumesGone(ctx, names)
+	if err != nil {
+		s.logger.Warn("ask which volumes went with a removed container", "container_id", c.ID, "err", err)
+	}
+	return gone
 }
 
 // recordRemoved deletes the row of an instance whose container is gone,
 // writes the event and closes the job. If the store fails here, the job is
 // resumed after its lease and finds the container gone.
-func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Instance, lostAnswer error) {
-	err := s.store.FinishRemoved(ctx, job, func(rowKept bool) store.Event { return removedEvent(job, in, rowKept) })
+func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Instance, r removal) {
+	bytes, measured := s.measured(ctx, job.InstanceID)
+	err := s.store.FinishRemoved(ctx, job, func(rowKept bool) store.Event { return removedEvent(job, in, rowKept, r.volumes) })
 	if err != nil {
 		s.logger.Error("record cleanup", "job_id", job.ID, "instance_id", job.InstanceID, "err", err)
 		return
 	}
 	s.metrics.cleanups.WithLabelValues(string(job.Trigger), string(store.ResultRemoved)).Inc()
-	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID,
-		"container_id", job.TargetContainerID, "trigger", job.Trigger, "requested_by", job.RequestedBy, "answer_lost", lostAnswer != nil)
+	if measured {
+		s.metrics.reclaimed.Add(float64(bytes))
+	}
+	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID, "container_id", job.TargetContainerID,
+		"volumes", r.volumes, "trigger", job.Trigger, "requested_by", job.RequestedBy, "answer_lost", r.lostAnswer != nil)
+}
+
+// measured is the disk the latest scan measured an instance's container to
+// hold, if it did.
+func (s *Service) measured(ctx context.Context, instanceID string) (int64, bool) {
+	snap := s.scans.Result(ctx).Snapshot
+	if snap == nil {
+		return 0, false
+	}
+	for _, o := range snap.Observations {
+		if o.Instance.ID == instanceID && o.Measured {
+			return o.Reclaimable, true
+		}
+	}
+	return 0, false
 }
 
 // skip closes a job that may not remove, with its reason.

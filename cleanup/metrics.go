@@ -1,6 +1,8 @@
 package cleanup
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/docker-watcher/stale-exporter/store"
@@ -14,10 +16,14 @@ type metrics struct {
 	// instance's label.
 	sharedLabels prometheus.Counter
 	pruned       *prometheus.CounterVec
-	inFlight     prometheus.Gauge
+	// reclaimed counts the disk removals freed, as the scans measured it.
+	reclaimed prometheus.Counter
+	inFlight  prometheus.Gauge
+	// grace is the grace in force, for the rule of automatic cleanups.
+	grace prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, grace time.Duration) *metrics {
 	m := &metrics{
 		cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stale_exporter_cleanups_total",
@@ -35,11 +41,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stale_exporter_pruned_records_total",
 			Help: "Records of this service's own tables deleted by retention, by table.",
 		}, []string{"table"}),
+		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stale_exporter_reclaimed_bytes_total",
+			Help: "Disk freed by the removals of this process (writable layers and anonymous volumes), as the scans measured it.",
+		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stale_exporter_cleanup_jobs_in_flight",
 			Help: "Cleanup jobs this process is carrying out now.",
 		}),
+		grace: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stale_exporter_cleanup_grace_seconds",
+			Help: "How long an instance must have been stale before an automatic cleanup may remove it (--cleanup.grace).",
+		}),
 	}
+	m.grace.Set(grace.Seconds())
 	// Every series exists from the start, so rates and dashboards have data.
 	for _, trigger := range store.Triggers {
 		for _, result := range store.Results {
@@ -52,6 +67,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, table := range []string{"cleanup_jobs", "alert_occurrences", "stale_exporter_events"} {
 		m.pruned.WithLabelValues(table)
 	}
-	reg.MustRegister(m.cleanups, m.refusals, m.sharedLabels, m.pruned, m.inFlight)
+	reg.MustRegister(m.cleanups, m.refusals, m.sharedLabels, m.pruned, m.reclaimed, m.inFlight, m.grace)
 	return m
 }

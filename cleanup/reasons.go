@@ -2,6 +2,7 @@ package cleanup
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
@@ -23,6 +24,8 @@ const (
 	CodeNotStale      Code = "not_stale"
 	CodeRemoving      Code = "removing" // being removed by another job
 	CodeKept          Code = "kept"
+	CodePolicy        Code = "policy" // the container's labels say never, or do not parse
+	CodeGrace         Code = "grace"  // an automatic cleanup before the grace has passed
 	CodeStateUnknown  Code = "state_unknown"
 	CodeNoContainer   Code = "no_container"
 	CodeGuard         Code = "guard"     // the mass-stale guard
@@ -35,7 +38,7 @@ const (
 
 // Codes are every code, so that every series of the refusal counter exists.
 var Codes = []Code{CodeGone, CodeNotOwned, CodeMoved, CodeReplaced, CodeNotManaged, CodeSharedLabel, CodeRunning,
-	CodeNotStale, CodeRemoving, CodeKept, CodeStateUnknown, CodeNoContainer, CodeGuard, CodeChanged, CodeRanAgain,
+	CodeNotStale, CodeRemoving, CodeKept, CodePolicy, CodeGrace, CodeStateUnknown, CodeNoContainer, CodeGuard, CodeChanged, CodeRanAgain,
 	CodeExpired, CodeUnavailable, CodeMisconfigured}
 
 // refusal is why a job may not remove: a code and a reason for people.
@@ -52,22 +55,38 @@ func refuse(code Code, format string, args ...any) *refusal {
 // stale.
 func verdictRefusal(v stale.Verdict) *refusal {
 	codes := map[stale.Reason]Code{
-		stale.ReasonRunning:        CodeRunning,
-		stale.ReasonRemoving:       CodeRemoving,
-		stale.ReasonKept:           CodeKept,
-		stale.ReasonKeepUnparsable: CodeKept,
-		stale.ReasonUnknown:        CodeStateUnknown,
-		stale.ReasonNoContainer:    CodeNoContainer,
-		stale.ReasonSharedLabel:    CodeSharedLabel,
-		stale.ReasonNotManaged:     CodeNotManaged,
-		stale.ReasonRecent:         CodeNotStale,
+		stale.ReasonRunning:          CodeRunning,
+		stale.ReasonRemoving:         CodeRemoving,
+		stale.ReasonKept:             CodeKept,
+		stale.ReasonKeepUnparsable:   CodeKept,
+		stale.ReasonUnknown:          CodeStateUnknown,
+		stale.ReasonNoContainer:      CodeNoContainer,
+		stale.ReasonSharedLabel:      CodeSharedLabel,
+		stale.ReasonNotManaged:       CodeNotManaged,
+		stale.ReasonKeptUntil:        CodeKept,
+		stale.ReasonNever:            CodePolicy,
+		stale.ReasonPolicyUnparsable: CodePolicy,
+		stale.ReasonRecent:           CodeNotStale,
 	}
 	code, ok := codes[v.Reason]
 	if !ok {
 		code = CodeNotStale
 	}
-	if v.Reason == stale.ReasonRemoving {
+	switch {
+	case v.Reason == stale.ReasonRemoving:
 		return refuse(code, "instance is already being removed")
+	case v.Keep != nil && v.Keep.Forever():
+		return refuse(code, "kept forever by %s: %s", v.Keep.By, v.Keep.Reason)
+	case v.Keep != nil:
+		return refuse(code, "kept until %s by %s: %s", v.Keep.Until.UTC().Format(time.RFC3339), keptBy(*v.Keep), v.Keep.Reason)
 	}
-	return refuse(code, "%s", v.Reason)
+	return refuse(code, "%s", v.Explain())
+}
+
+// keptBy names who kept an instance: a person, or its label.
+func keptBy(k stale.Keep) string {
+	if k.By == "" {
+		return "its label"
+	}
+	return k.By
 }

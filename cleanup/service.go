@@ -29,9 +29,12 @@ var ErrUnknownInstance = errors.New("unknown instance")
 type Docker interface {
 	Inspect(ctx context.Context, ref string) (stale.Container, error)
 	Labelled(ctx context.Context, instanceID string) ([]string, error)
-	// Remove removes a container by its full id, never forced; it fails
-	// with docker.ErrNotFound or docker.ErrConflict.
-	Remove(ctx context.Context, id string) error
+	// Remove removes a container by its full id, never forced, with its
+	// anonymous volumes when volumes; it fails with docker.ErrNotFound or
+	// docker.ErrConflict.
+	Remove(ctx context.Context, id string, volumes bool) error
+	// VolumesGone says which of the named volumes the engine no longer has.
+	VolumesGone(ctx context.Context, names []string) ([]string, error)
 }
 
 // Store is the part of the store a cleanup uses.
@@ -73,6 +76,13 @@ type Config struct {
 	MaxStaleRatio float64
 	// DryRun makes every request a dry run.
 	DryRun bool
+	// Grace is how long an instance must have been stale before an
+	// automatic (webhook) cleanup may remove it: people are told first. A
+	// person's cleanup does not wait. 0 means no grace.
+	Grace time.Duration
+	// KeepVolumes keeps a removed container's anonymous volumes (else they
+	// go with it, as docker rm -v; named volumes never do).
+	KeepVolumes bool
 	// PollInterval is how often idle workers look for jobs other replicas added.
 	PollInterval time.Duration
 	// StoreTimeout bounds the store work of one request (default 5s), so
@@ -125,7 +135,7 @@ func NewService(st Store, docker Docker, scans Scans, cfg Config, reg prometheus
 	}
 	return &Service{
 		store: st, docker: docker, scans: scans, cfg: cfg, logger: logger,
-		metrics: newMetrics(reg),
+		metrics: newMetrics(reg, cfg.Grace),
 		wake:    make(chan struct{}, max(cfg.Workers, 1)),
 	}
 }

@@ -4,6 +4,7 @@
 package collector
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -26,6 +27,11 @@ var (
 		"Unix time the instance's container was last seen running.", instanceLabels, nil)
 	staleDesc = prometheus.NewDesc("instance_stale",
 		"1 if the instance's container is stale (not running for longer than the threshold), else 0.", instanceLabels, nil)
+	staleSinceDesc = prometheus.NewDesc("instance_stale_since_seconds",
+		"Unix time a stale instance became stale: last alive plus its own threshold, or the end of a keep if later. Only for stale instances.",
+		instanceLabels, nil)
+	keptUntilDesc = prometheus.NewDesc("instance_kept_until_seconds",
+		"Unix time a kept instance's keep ends (+Inf: forever). Only for kept instances.", instanceLabels, nil)
 	// The exporter's own metrics carry the engine it watches.
 	scanSuccessDesc = prometheus.NewDesc(namespace+"_scan_success",
 		"1 if the latest scan of Docker and the store succeeded.", hostLabel, nil)
@@ -43,6 +49,8 @@ var (
 		"Instances no Docker engine owns yet (instances.docker_host NULL), as this exporter's last good scan read them.", hostLabel, nil)
 	judgesUnownedDesc = prometheus.NewDesc(namespace+"_judges_unowned",
 		"1 if this exporter judges and cleans the instances no engine owns (--docker.claim-unowned and the engines registered).", hostLabel, nil)
+	reclaimableDesc = prometheus.NewDesc(namespace+"_reclaimable_bytes",
+		"Disk the stale containers hold (writable layers and anonymous volumes), as far as measured.", hostLabel, nil)
 	engineSeenDesc = prometheus.NewDesc(namespace+"_engine_last_seen_timestamp_seconds",
 		"Unix time of the latest heartbeat of each Docker engine registered with the store.", []string{stale.KeyDockerHost, "engine"}, nil)
 )
@@ -62,8 +70,8 @@ func New(result scan.Result, dockerHost string) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lastAliveDesc, staleDesc, scanSuccessDesc, scanDurationDesc,
-		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc, unownedDesc, judgesUnownedDesc, engineSeenDesc} {
+	for _, d := range []*prometheus.Desc{lastAliveDesc, staleDesc, staleSinceDesc, keptUntilDesc, scanSuccessDesc, scanDurationDesc,
+		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc, unownedDesc, judgesUnownedDesc, reclaimableDesc, engineSeenDesc} {
 		ch <- d
 	}
 }
@@ -88,6 +96,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(thresholdDesc, snap.Threshold.Seconds(), host)
 	gauge(unownedDesc, float64(snap.UnownedCount()), host)
 	gauge(judgesUnownedDesc, boolValue(snap.Scope.Unowned), host)
+	gauge(reclaimableDesc, float64(snap.ReclaimableBytes()), host)
 	names := make([]string, 0, len(snap.Engines))
 	for name := range snap.Engines {
 		names = append(names, name)
@@ -101,6 +110,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		labels := []string{in.ID, in.ProjectName, in.StageName, in.ImageTag, in.ContainerID, in.DockerHost}
 		gauge(lastAliveDesc, unixSeconds(o.Verdict.LastAlive), labels...)
 		gauge(staleDesc, boolValue(o.Verdict.Stale), labels...)
+		if o.Verdict.Stale {
+			gauge(staleSinceDesc, unixSeconds(o.Verdict.StaleSince), labels...)
+		}
+		if k := o.Verdict.Keep; k != nil {
+			until := math.Inf(1)
+			if !k.Forever() {
+				until = unixSeconds(k.Until)
+			}
+			gauge(keptUntilDesc, until, labels...)
+		}
 	}
 }
 

@@ -17,17 +17,28 @@ import (
 var ErrNotFound = errors.New("not found")
 
 const instanceColumns = `i.id::text, i.project_id::text, p.name, s.name, coalesce(i.container_id, ''),
-	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at, coalesce(i.docker_host, '')
+	coalesce(i.image_tag, ''), i.status, coalesce(i.last_alive_at, 'epoch'), i.created_at, coalesce(i.docker_host, ''),
+	k.instance_id IS NOT NULL, k.until, coalesce(k.kept_by, ''), coalesce(k.reason, '')
 	FROM instances i
 	JOIN projects p ON p.id = i.project_id
-	JOIN stages s ON s.id = i.stage_id`
+	JOIN stages s ON s.id = i.stage_id
+	LEFT JOIN stale_exporter_keeps k ON k.instance_id = i.id::text`
 
 func scanInstance(row pgx.Row) (stale.Instance, error) {
 	var in stale.Instance
+	var kept bool
+	var until *time.Time
+	var keep stale.Keep
 	err := row.Scan(&in.ID, &in.ProjectID, &in.ProjectName, &in.StageName, &in.ContainerID,
-		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt, &in.DockerHost)
+		&in.ImageTag, &in.Status, &in.LastAliveAt, &in.CreatedAt, &in.DockerHost, &kept, &until, &keep.By, &keep.Reason)
 	if in.LastAliveAt.Equal(time.Unix(0, 0)) {
 		in.LastAliveAt = time.Time{}
+	}
+	if kept {
+		if until != nil {
+			keep.Until = *until
+		}
+		in.Keep = &keep
 	}
 	return in, err
 }

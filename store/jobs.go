@@ -253,7 +253,12 @@ func (s *Store) FinishRemoved(ctx context.Context, job Job, event func(rowKept b
 			return err
 		}
 		kept := false
-		if tag.RowsAffected() == 0 {
+		if tag.RowsAffected() == 1 {
+			// The instance is gone: so is a keep of it.
+			if _, err := tx.Exec(ctx, "DELETE FROM stale_exporter_keeps WHERE instance_id = $1", job.InstanceID); err != nil {
+				return err
+			}
+		} else {
 			tag, err = tx.Exec(ctx, `UPDATE instances SET status = CASE WHEN status = '`+stale.StatusRemoving+`' THEN $2 ELSE status END,
 				updated_at = now() WHERE id = $1::text::`+idType, job.InstanceID, job.PreviousStatus)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"github.com/docker-watcher/stale-exporter/internal/stale"
@@ -137,11 +138,12 @@ func (e *Engine) Inspect(ctx context.Context, ref string) (stale.Container, erro
 }
 
 // Remove removes a container by its full id, never forced: the engine itself
-// refuses to remove one that runs (ErrConflict).
-func (e *Engine) Remove(ctx context.Context, id string) error {
+// refuses to remove one that runs (ErrConflict). With volumes, its anonymous
+// volumes go with it (docker rm -v); named volumes never do.
+func (e *Engine) Remove(ctx context.Context, id string, volumes bool) error {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	_, err := e.client.ContainerRemove(ctx, id, client.ContainerRemoveOptions{})
+	_, err := e.client.ContainerRemove(ctx, id, client.ContainerRemoveOptions{RemoveVolumes: volumes})
 	switch {
 	case err == nil:
 		return nil
@@ -151,6 +153,57 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("remove container %s: %w: %v", id, ErrConflict, err)
 	}
 	return fmt.Errorf("remove container %s: %w", id, err)
+}
+
+// VolumesGone returns which of the named volumes the engine no longer has:
+// after a removal, the volumes it removed.
+func (e *Engine) VolumesGone(ctx context.Context, names []string) ([]string, error) {
+	var gone []string
+	for _, name := range names {
+		ictx, cancel := context.WithTimeout(ctx, e.timeout)
+		_, err := e.client.VolumeInspect(ictx, name, client.VolumeInspectOptions{})
+		cancel()
+		switch {
+		case cerrdefs.IsNotFound(err):
+			gone = append(gone, name)
+		case err != nil:
+			return gone, fmt.Errorf("inspect volume %s: %w", name, err)
+		}
+	}
+	return gone, nil
+}
+
+// Size is the size of a container's writable layer, which the engine
+// computes on demand (the cost of measuring it).
+func (e *Engine) Size(ctx context.Context, id string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	res, err := e.client.ContainerInspect(ctx, id, client.ContainerInspectOptions{Size: true})
+	if err != nil {
+		return 0, fmt.Errorf("measure container %s: %w", id, err)
+	}
+	if res.Container.SizeRw == nil {
+		return 0, nil
+	}
+	return *res.Container.SizeRw, nil
+}
+
+// VolumeSizes are the sizes of the engine's volumes, by name (the engine's
+// disk usage; it measures them all, so it is asked once for many).
+func (e *Engine) VolumeSizes(ctx context.Context) (map[string]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	res, err := e.client.DiskUsage(ctx, client.DiskUsageOptions{Volumes: true, Verbose: true})
+	if err != nil {
+		return nil, fmt.Errorf("measure volumes: %w", err)
+	}
+	out := make(map[string]int64, len(res.Volumes.Items))
+	for _, v := range res.Volumes.Items {
+		if v.UsageData != nil && v.UsageData.Size >= 0 {
+			out[v.Name] = v.UsageData.Size
+		}
+	}
+	return out, nil
 }
 
 // parseTime reads one of Docker's RFC 3339 times; empty and the zero year
@@ -174,6 +227,14 @@ func fromInspect(res container.InspectResponse) (stale.Container, error) {
 	if res.Config != nil {
 		c.Labels = res.Config.Labels
 		c.Image = res.Config.Image
+	}
+	for _, m := range res.Mounts {
+		if m.Type == mount.TypeVolume {
+			// The engine does not say whether a volume was named: one it
+			// made has a 64-hex name. An estimate, for reclaimable bytes
+			// only; what a removal removed is asked afterwards (VolumesGone).
+			c.Volumes = append(c.Volumes, stale.Volume{Name: m.Name, Anonymous: stale.IsFullContainerID(m.Name)})
+		}
 	}
 	var err error
 	if c.Created, err = parseTime("Created", res.Created); err != nil {

@@ -19,7 +19,7 @@ type engine interface {
 	List(ctx context.Context) ([]stale.Container, error)
 	Inspect(ctx context.Context, ref string) (stale.Container, error)
 	Labelled(ctx context.Context, instanceID string) ([]string, error)
-	Remove(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string, volumes bool) error
 }
 
 // world makes containers on the engine under test.
@@ -94,13 +94,13 @@ func TestContract(t *testing.T) {
 			if ids, err := e.Labelled(ctx, instance); err != nil || len(ids) != 1 || ids[0] != stopped {
 				t.Errorf("labelled %s: %v %v", instance, ids, err)
 			}
-			if err := e.Remove(ctx, running); !errors.Is(err, docker.ErrConflict) {
+			if err := e.Remove(ctx, running, true); !errors.Is(err, docker.ErrConflict) {
 				t.Errorf("remove a running container: %v, want ErrConflict", err)
 			}
-			if err := e.Remove(ctx, stopped); err != nil {
+			if err := e.Remove(ctx, stopped, true); err != nil {
 				t.Fatalf("remove: %v", err)
 			}
-			if err := e.Remove(ctx, stopped); !errors.Is(err, docker.ErrNotFound) {
+			if err := e.Remove(ctx, stopped, true); !errors.Is(err, docker.ErrNotFound) {
 				t.Errorf("remove again: %v, want ErrNotFound", err)
 			}
 			if got, err := e.Inspect(ctx, stopped); err != nil || got.Found {

@@ -78,8 +78,12 @@ func (s *Scanner) lookUpUnlisted(ctx context.Context, instances []stale.Instance
 	return out
 }
 
-// runTimes are Docker's StartedAt and FinishedAt of a stopped container.
-type runTimes struct{ started, finished time.Time }
+// runTimes are Docker's StartedAt and FinishedAt of a stopped container, and
+// the volumes mounted into it: what only an inspect says.
+type runTimes struct {
+	started, finished time.Time
+	volumes           []stale.Volume
+}
 
 // runTimes returns StartedAt and FinishedAt for every stopped container,
 // inspecting only those not cached yet, and forgets containers that are gone
@@ -124,7 +128,7 @@ func (s *Scanner) runTimes(ctx context.Context, containers []stale.Container) (m
 				}
 				return
 			}
-			times[id] = runTimes{started: c.StartedAt, finished: c.FinishedAt}
+			times[id] = runTimes{started: c.StartedAt, finished: c.FinishedAt, volumes: c.Volumes}
 		}()
 	}
 	wg.Wait()
@@ -136,4 +140,55 @@ func (s *Scanner) runTimes(ctx context.Context, containers []stale.Container) (m
 	s.stopped = times
 	s.mu.Unlock()
 	return times, nil
+}
+
+// maxMeasures bounds the containers one scan measures; the rest are
+// measured by the scans after it.
+const maxMeasures = 50
+
+// measure fills in the disk the stale containers hold, measuring only
+// those not measured yet: the writable layer of each, and the anonymous
+// volumes of all with one ask of the engine's volume sizes. A measurement
+// that fails leaves the container unmeasured, never the scan failed.
+func (s *Scanner) measure(ctx context.Context, snap *stale.Snapshot) {
+	var sizes map[string]int64
+	measured := 0
+	known := s.reclaimable
+	// Only the stale containers of this scan stay cached.
+	s.reclaimable = map[string]int64{}
+	for i := range snap.Observations {
+		o := &snap.Observations[i]
+		c := o.Container
+		if !o.Verdict.Stale || !c.Found {
+			continue
+		}
+		if bytes, ok := known[c.ID]; ok {
+			s.reclaimable[c.ID] = bytes
+			o.Reclaimable, o.Measured = bytes, true
+			continue
+		}
+		if measured == maxMeasures {
+			continue
+		}
+		measured++
+		bytes, err := s.docker.Size(ctx, c.ID)
+		if err != nil {
+			s.logger.Debug("measure a stale container", "container_id", c.ID, "err", err)
+			continue
+		}
+		for _, v := range c.Volumes {
+			if !v.Anonymous {
+				continue
+			}
+			if sizes == nil {
+				if sizes, err = s.docker.VolumeSizes(ctx); err != nil {
+					s.logger.Debug("measure volumes", "err", err)
+					return
+				}
+			}
+			bytes += sizes[v.Name]
+		}
+		s.reclaimable[c.ID] = bytes
+		o.Reclaimable, o.Measured = bytes, true
+	}
 }

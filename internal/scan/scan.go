@@ -70,6 +70,7 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		r.StoreUp, r.Err = false, err
 		return nil, r
 	}
+	s.measure(ctx, snap)
 	r.Success = true
 	return snap, r
 }
@@ -123,6 +124,9 @@ func container(in stale.Instance, listed listing, times map[string]runTimes, unl
 	}
 	t := times[c.ID]
 	c.StartedAt, c.FinishedAt = t.started, t.finished
+	if c.Volumes == nil {
+		c.Volumes = t.volumes
+	}
 	// Counted among the listed containers carrying the label, if it does
 	// (one that does not is the rule's "not managed" already).
 	c.SharedLabel = listed.labelled[in.ID] > 1

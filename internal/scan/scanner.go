@@ -20,6 +20,8 @@ import (
 type Docker interface {
 	List(ctx context.Context) ([]stale.Container, error)
 	Inspect(ctx context.Context, ref string) (stale.Container, error)
+	Size(ctx context.Context, id string) (int64, error)
+	VolumeSizes(ctx context.Context) (map[string]int64, error)
 }
 
 // Store is the part of the store a scan uses.
@@ -89,6 +91,9 @@ type Scanner struct {
 	// refused remembers the containers whose adoption the store refused,
 	// so that the refusal is logged once, not every scan.
 	refused map[string]bool
+	// reclaimable caches the disk a stale container holds, by container id:
+	// a stopped container does not change, and measuring costs the engine.
+	reclaimable map[string]int64
 	// scans counts the scans running, so that shutdown can wait for them.
 	scans sync.WaitGroup
 }
@@ -100,7 +105,7 @@ func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scann
 		cfg.Timeout = time.Minute
 	}
 	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger,
-		stopped: map[string]runTimes{}, gone: map[string]bool{}, refused: map[string]bool{}}
+		stopped: map[string]runTimes{}, gone: map[string]bool{}, refused: map[string]bool{}, reclaimable: map[string]int64{}}
 }
 
 // Wait blocks until the scans started so far have ended.

@@ -42,6 +42,8 @@ type Instance struct {
 	// DockerHost is the engine that owns the instance: the exporter that
 	// listed its container; "" while none has.
 	DockerHost string
+	// Keep is a person's keep of the instance, nil without one.
+	Keep *Keep
 }
 
 // ShortID is the 12-character form of a container id, as docker ps shows it.

@@ -7,6 +7,10 @@ type Observation struct {
 	Instance  Instance
 	Container Container
 	Verdict   Verdict
+	// Reclaimable is the disk a stale container holds (its writable layer
+	// and its anonymous volumes), when Measured.
+	Reclaimable int64
+	Measured    bool
 }
 
 // Snapshot is the result of one successful scan.
@@ -39,6 +43,17 @@ func (s *Snapshot) UnownedCount() int {
 	for _, o := range s.Observations {
 		if o.Instance.DockerHost == "" {
 			n++
+		}
+	}
+	return n
+}
+
+// ReclaimableBytes is the disk the measured stale containers hold.
+func (s *Snapshot) ReclaimableBytes() int64 {
+	var n int64
+	for _, o := range s.Observations {
+		if o.Verdict.Stale && o.Measured {
+			n += o.Reclaimable
 		}
 	}
 	return n

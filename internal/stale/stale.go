@@ -57,6 +57,17 @@ type Container struct {
 	// label too: which of them is the instance is ambiguous, so it is never
 	// judged stale.
 	SharedLabel bool
+	// Volumes are the volumes mounted into the container (an inspect says
+	// them, a list does not).
+	Volumes []Volume
+}
+
+// Volume is a volume mounted into a container.
+type Volume struct {
+	Name string
+	// Anonymous: made for the container, not named by anyone; removed with
+	// it (docker rm -v), while a named volume never is.
+	Anonymous bool
 }
 
 // DockerState is the container's Docker state, StateMissing or StateUnknown.
@@ -118,6 +129,14 @@ const (
 	// ReasonNotManaged: the container the row names does not carry the
 	// instance's label, so nothing proves it is the instance's.
 	ReasonNotManaged Reason = "container does not carry this instance's " + LabelInstanceID + " label"
+	// ReasonPolicyUnparsable: a policy label does not parse (Detail says
+	// which); never a wider net.
+	ReasonPolicyUnparsable Reason = "a docker-watcher label does not parse, so it is never stale"
+	// ReasonNever: the container's stale-after=never.
+	ReasonNever Reason = "container carries " + LabelStaleAfter + "=never"
+	// ReasonKeptUntil: kept by its keep-until label or by a person (Verdict
+	// says until when and by whom).
+	ReasonKeptUntil Reason = "kept"
 	// ReasonSharedLabel: two containers carry the instance's label.
 	ReasonSharedLabel Reason = "another container carries this instance's " + LabelInstanceID + " label"
 )
@@ -127,6 +146,27 @@ type Verdict struct {
 	LastAlive time.Time
 	Stale     bool
 	Reason    Reason
+	// Detail completes Reason where it needs a value (the label that does
+	// not parse).
+	Detail string
+	// Threshold is the instance's own: its stale-after label, else the
+	// global one.
+	Threshold time.Duration
+	// StaleSince is when a stale instance became stale: its last alive plus
+	// its threshold, or the end of a keep if that came later (the grace of
+	// an automatic removal counts from it). Zero when not stale.
+	StaleSince time.Time
+	// Keep is the keep that holds (a person's, or the keep-until label's,
+	// with By empty), nil when none does.
+	Keep *Keep
+}
+
+// Explain is the verdict's reason with its detail, for people.
+func (v Verdict) Explain() string {
+	if v.Detail != "" {
+		return string(v.Reason) + ": " + v.Detail
+	}
+	return string(v.Reason)
 }
 
 // LastAlive is the latest sign of life of an instance: the store's
@@ -160,8 +200,13 @@ func NewerSignOfLife(last, judged time.Time) bool {
 // younger than the threshold is therefore never stale, and neither is one
 // whose state is unknown.
 func Judge(in Instance, c Container, threshold time.Duration, now time.Time) Verdict {
-	v := Verdict{LastAlive: LastAlive(in, c)}
+	v := Verdict{LastAlive: LastAlive(in, c), Threshold: threshold}
 	kept, unparsable := c.Keep()
+	policy := ContainerPolicy(c.Labels)
+	if policy.Threshold > 0 {
+		v.Threshold = policy.Threshold
+	}
+	keepEnd, keep := keepOf(in, policy, now)
 	switch {
 	case c.Running():
 		v.LastAlive = now
@@ -180,12 +225,42 @@ func Judge(in Instance, c Container, threshold time.Duration, now time.Time) Ver
 		v.Reason = ReasonKeepUnparsable
 	case kept:
 		v.Reason = ReasonKept
-	case threshold <= 0 || now.Sub(v.LastAlive) <= threshold:
+	case policy.Problem != "":
+		v.Reason, v.Detail = ReasonPolicyUnparsable, policy.Problem
+	case policy.Never:
+		v.Reason = ReasonNever
+	case keep != nil:
+		v.Reason, v.Keep = ReasonKeptUntil, keep
+	case v.Threshold <= 0 || now.Sub(v.LastAlive) <= v.Threshold:
 		v.Reason = ReasonRecent
 	default:
 		v.Stale, v.Reason = true, ReasonStale
+		v.StaleSince = v.LastAlive.Add(v.Threshold)
+		if keepEnd.After(v.StaleSince) {
+			v.StaleSince = keepEnd
+		}
 	}
 	return v
+}
+
+// keepOf is the keep that holds at now (a person's first, then the
+// keep-until label's), and the latest end of the keeps that ended.
+func keepOf(in Instance, p Policy, now time.Time) (ended time.Time, holds *Keep) {
+	if k := in.Keep; k != nil {
+		if k.ActiveAt(now) {
+			return time.Time{}, k
+		}
+		ended = k.Until
+	}
+	if !p.KeepUntil.IsZero() {
+		if now.Before(p.KeepUntil) {
+			return time.Time{}, &Keep{Until: p.KeepUntil, Reason: LabelKeepUntil + " label"}
+		}
+		if p.KeepUntil.After(ended) {
+			ended = p.KeepUntil
+		}
+	}
+	return ended, nil
 }
 
 // MaxThresholdDays bounds the threshold: 100 years, far below the ~292 years

@@ -229,3 +229,80 @@ func TestShortIDAndStaleCount(t *testing.T) {
 		t.Errorf("DockerState of an unknown container = %q", got)
 	}
 }
+
+func TestPolicyAndKeeps(t *testing.T) {
+	const threshold = 24 * time.Hour
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	lastAlive := now.Add(-2 * time.Hour)
+	row := stale.Instance{ID: "i1", Status: stale.StatusStopped, CreatedAt: lastAlive, LastAliveAt: lastAlive, ContainerID: "c1"}
+	labelled := func(kv ...string) stale.Container {
+		l := map[string]string{stale.LabelInstanceID: "i1"}
+		for i := 0; i < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return stale.Container{Found: true, State: "exited", Created: lastAlive, Labels: l}
+	}
+	kept := func(in stale.Instance, k stale.Keep) stale.Instance { in.Keep = &k; return in }
+	for _, c := range []struct {
+		name       string
+		in         stale.Instance
+		c          stale.Container
+		wantStale  bool
+		wantReason stale.Reason
+		wantSince  time.Time
+	}{
+		{"global threshold: not yet", row, labelled(), false, stale.ReasonRecent, time.Time{}},
+		{"stale-after 1h: stale earlier", row, labelled(stale.LabelStaleAfter, "1h"), true, stale.ReasonStale, lastAlive.Add(time.Hour)},
+		{"a forever keep", kept(row, stale.Keep{}), labelled(), false, stale.ReasonKeptUntil, time.Time{}},
+		{"stale-after in days", row, labelled(stale.LabelStaleAfter, "1d"), false, stale.ReasonRecent, time.Time{}},
+		{"stale-after never", row, labelled(stale.LabelStaleAfter, "never"), false, stale.ReasonNever, time.Time{}},
+		{"stale-after NEVER", row, labelled(stale.LabelStaleAfter, "NEVER"), false, stale.ReasonNever, time.Time{}},
+		{"stale-after unparsable", row, labelled(stale.LabelStaleAfter, "soon"), false, stale.ReasonPolicyUnparsable, time.Time{}},
+		{"stale-after zero", row, labelled(stale.LabelStaleAfter, "0s"), false, stale.ReasonPolicyUnparsable, time.Time{}},
+		{"stale-after over 100 years", row, labelled(stale.LabelStaleAfter, "36501d"), false, stale.ReasonPolicyUnparsable, time.Time{}},
+		{"keep-until in the future", row, labelled(stale.LabelStaleAfter, "1h", stale.LabelKeepUntil, "2026-11-24T00:00:00Z"),
+			false, stale.ReasonKeptUntil, time.Time{}},
+		{"keep-until ended after the threshold: stale since its end", row,
+			labelled(stale.LabelStaleAfter, "1h", stale.LabelKeepUntil, "2026-11-23T11:30:00Z"), true, stale.ReasonStale,
+			time.Date(2026, 11, 23, 11, 30, 0, 0, time.UTC)},
+		{"keep-until ended before the threshold", row, labelled(stale.LabelStaleAfter, "1h", stale.LabelKeepUntil, "2026-11-01T00:00:00Z"),
+			true, stale.ReasonStale, lastAlive.Add(time.Hour)},
+		{"keep-until unparsable", row, labelled(stale.LabelStaleAfter, "1h", stale.LabelKeepUntil, "tomorrow"),
+			false, stale.ReasonPolicyUnparsable, time.Time{}},
+		{"a person's keep forever", kept(row, stale.Keep{By: "ops"}), labelled(stale.LabelStaleAfter, "1h"), false, stale.ReasonKeptUntil, time.Time{}},
+		{"a person's keep until later", kept(row, stale.Keep{Until: now.Add(time.Minute)}), labelled(stale.LabelStaleAfter, "1h"),
+			false, stale.ReasonKeptUntil, time.Time{}},
+		{"a person's keep ended: stale again at once, since its end", kept(row, stale.Keep{Until: now.Add(-time.Minute)}),
+			labelled(stale.LabelStaleAfter, "1h"), true, stale.ReasonStale, now.Add(-time.Minute)},
+		{"a keep never makes a running container stale", kept(row, stale.Keep{Until: now.Add(-time.Minute)}),
+			stale.Container{Found: true, State: "running", Labels: map[string]string{stale.LabelInstanceID: "i1"}}, false, stale.ReasonRunning, time.Time{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := stale.Judge(c.in, c.c, threshold, now)
+			if v.Stale != c.wantStale || v.Reason != c.wantReason || !v.StaleSince.Equal(c.wantSince) {
+				t.Fatalf("Judge = stale %v, %q (%s), since %s; want %v, %q, since %s", v.Stale, v.Reason, v.Detail, v.StaleSince,
+					c.wantStale, c.wantReason, c.wantSince)
+			}
+			if v.Reason == stale.ReasonPolicyUnparsable && !strings.Contains(v.Explain(), "docker-watcher.") {
+				t.Fatalf("unparsable label not named: %q", v.Explain())
+			}
+			if v.Reason == stale.ReasonKeptUntil && v.Keep == nil {
+				t.Fatal("kept without the keep")
+			}
+		})
+	}
+}
+
+func TestParseStaleAfter(t *testing.T) {
+	for raw, want := range map[string]time.Duration{"90s": 90 * time.Second, "36h": 36 * time.Hour, "7d": 7 * 24 * time.Hour,
+		" 2H ": 2 * time.Hour, "never": 0, "36500d": stale.MaxThreshold} {
+		if got, err := stale.ParseStaleAfter(raw); err != nil || got != want {
+			t.Errorf("ParseStaleAfter(%q) = %s %v, want %s", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"", "soon", "-1h", "0", "0d", "36501d", "1.5d", "1w"} {
+		if _, err := stale.ParseStaleAfter(raw); err == nil {
+			t.Errorf("ParseStaleAfter(%q) accepted", raw)
+		}
+	}
+}

@@ -25,6 +25,10 @@ type Container struct {
 	Labels                 map[string]string
 	Created, StartedAt     time.Time
 	FinishedAt             time.Time
+	// Size is its writable layer; Volumes are mounted into it (their
+	// sizes in the engine's VolumeBytes).
+	Size    int64
+	Volumes []stale.Volume
 }
 
 // Engine answers list, inspect and remove as internal/docker's Engine does.
@@ -38,13 +42,26 @@ type Engine struct {
 	// LoseRemoveAnswer removes the container but answers an error, as a
 	// connection cut after the engine acted does.
 	LoseRemoveAnswer bool
+	// VolumeBytes are the volumes of the engine and their sizes; Measures
+	// counts the measurements (Size and VolumeSizes).
+	VolumeBytes map[string]int64
+	Measures    int
 }
 
-// Add puts a container on the engine.
+// Add puts a container on the engine, and its volumes (of no size unless
+// VolumeBytes says one).
 func (e *Engine) Add(c Container) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.containers = append(e.containers, &c)
+	if e.VolumeBytes == nil {
+		e.VolumeBytes = map[string]int64{}
+	}
+	for _, v := range c.Volumes {
+		if _, ok := e.VolumeBytes[v.Name]; !ok {
+			e.VolumeBytes[v.Name] = 0
+		}
+	}
 }
 
 // SetState changes a container's state.
@@ -77,7 +94,7 @@ func (e *Engine) find(ref string) *Container {
 
 func (c *Container) domain() stale.Container {
 	return stale.Container{ID: c.ID, Found: true, State: c.State, Image: c.Image, Labels: c.Labels, Created: c.Created,
-		StartedAt: c.StartedAt, FinishedAt: c.FinishedAt}
+		StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, Volumes: c.Volumes}
 }
 
 // List lists the containers carrying the instance label, without run times
@@ -93,7 +110,7 @@ func (e *Engine) List(context.Context) ([]stale.Container, error) {
 	for _, c := range e.containers {
 		if _, ok := c.Labels[stale.LabelInstanceID]; ok {
 			d := c.domain()
-			d.StartedAt, d.FinishedAt = time.Time{}, time.Time{}
+			d.StartedAt, d.FinishedAt, d.Volumes = time.Time{}, time.Time{}, nil
 			d.Created = d.Created.Truncate(time.Second) // the list says seconds
 			out = append(out, d)
 		}
@@ -136,8 +153,9 @@ func (e *Engine) Inspect(_ context.Context, ref string) (stale.Container, error)
 	return c.domain(), nil
 }
 
-// Remove removes a container that does not run (never forced).
-func (e *Engine) Remove(_ context.Context, id string) error {
+// Remove removes a container that does not run (never forced), with its
+// anonymous volumes when volumes.
+func (e *Engine) Remove(_ context.Context, id string, volumes bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.Removes++
@@ -156,10 +174,52 @@ func (e *Engine) Remove(_ context.Context, id string) error {
 			e.containers = append(e.containers[:i], e.containers[i+1:]...)
 		}
 	}
+	for _, v := range c.Volumes {
+		if volumes && v.Anonymous {
+			delete(e.VolumeBytes, v.Name)
+		}
+	}
 	if e.LoseRemoveAnswer {
 		return fmt.Errorf("remove container %s: error during connect: unexpected EOF", id)
 	}
 	return nil
+}
+
+// VolumesGone returns which of the named volumes the engine no longer has.
+func (e *Engine) VolumesGone(_ context.Context, names []string) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var gone []string
+	for _, n := range names {
+		if _, ok := e.VolumeBytes[n]; !ok {
+			gone = append(gone, n)
+		}
+	}
+	return gone, nil
+}
+
+// Size is a container's writable layer.
+func (e *Engine) Size(_ context.Context, id string) (int64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Measures++
+	c := e.find(id)
+	if c == nil {
+		return 0, fmt.Errorf("measure container %s: no such container", id)
+	}
+	return c.Size, nil
+}
+
+// VolumeSizes are the engine's volumes and their sizes.
+func (e *Engine) VolumeSizes(context.Context) (map[string]int64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Measures++
+	out := make(map[string]int64, len(e.VolumeBytes))
+	for n, b := range e.VolumeBytes {
+		out[n] = b
+	}
+	return out, nil
 }
 
 // Local connects the adapter to the engine tests run against (the local

@@ -215,3 +215,29 @@ func (s *Service) explain(ctx context.Context, op string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
+
+// Keep keeps an instance from being stale until keep.Until (forever when
+// zero), written to the event log; the re-check honours it, so no cleanup
+// removes a kept instance.
+func (s *Service) Keep(ctx context.Context, instanceID string, keep stale.Keep) error {
+	ctx, done := s.storeDeadline(ctx)
+	defer done()
+	err := s.store.KeepInstance(ctx, instanceID, keep)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownInstance
+	}
+	return s.explain(ctx, "keep instance "+instanceID, err)
+}
+
+// Unkeep lifts an instance's keep, written to the event log: it is stale at
+// once if it is past its threshold, and an automatic cleanup's grace counts
+// from now. It fails with store.ErrNoKeep when no keep holds.
+func (s *Service) Unkeep(ctx context.Context, instanceID, by string) error {
+	ctx, done := s.storeDeadline(ctx)
+	defer done()
+	err := s.store.UnkeepInstance(ctx, instanceID, by)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownInstance
+	}
+	return s.explain(ctx, "lift the keep of instance "+instanceID, err)
+}

@@ -63,5 +63,6 @@ func (s *Service) Maintain(ctx context.Context) {
 		s.metrics.pruned.WithLabelValues("cleanup_jobs").Add(float64(pruned.Jobs))
 		s.metrics.pruned.WithLabelValues("alert_occurrences").Add(float64(pruned.Occurrences))
 		s.metrics.pruned.WithLabelValues("stale_exporter_events").Add(float64(pruned.Events))
+		s.metrics.pruned.WithLabelValues("stale_exporter_keeps").Add(float64(pruned.Keeps))
 	}
 }

@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, grace time.Duration) *metrics {
 	for _, code := range Codes {
 		m.refusals.WithLabelValues(string(code))
 	}
-	for _, table := range []string{"cleanup_jobs", "alert_occurrences", "stale_exporter_events"} {
+	for _, table := range []string{"cleanup_jobs", "alert_occurrences", "stale_exporter_events", "stale_exporter_keeps"} {
 		m.pruned.WithLabelValues(table)
 	}
 	reg.MustRegister(m.cleanups, m.refusals, m.sharedLabels, m.pruned, m.reclaimed, m.inFlight, m.grace)

@@ -55,6 +55,8 @@ type Store interface {
 	ExpirableJobs(ctx context.Context, createdBefore time.Time, limit int) ([]store.Job, error)
 	ExpireJob(ctx context.Context, job store.Job, result store.JobResult, code, reason string, event store.Event) error
 	Prune(ctx context.Context, before time.Time) (store.Pruned, error)
+	KeepInstance(ctx context.Context, id string, keep stale.Keep) error
+	UnkeepInstance(ctx context.Context, id, by string) error
 }
 
 // Scans gives the latest scan (internal/scan's Scanner), for the bulk list

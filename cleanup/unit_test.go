@@ -40,10 +40,17 @@ type unit struct {
 }
 
 func newUnit(t *testing.T, snap scans) *unit {
+	return newUnitWith(snap, cleanup.Config{})
+}
+
+// newUnitWith is newUnit with the grace and volume settings of cfg.
+func newUnitWith(snap scans, cfg cleanup.Config) *unit {
 	u := &unit{st: storetest.NewMem(), engine: &dockertest.Engine{}}
+	u.st.Now = func() time.Time { return now }
 	u.svc = cleanup.NewService(u.st, u.engine, snap, cleanup.Config{
 		Config:  stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Now: func() time.Time { return now }},
 		Workers: 2, MaxStaleRatio: 0.5, PollInterval: 10 * time.Millisecond, RetryBackoff: time.Millisecond,
+		Grace: cfg.Grace, KeepVolumes: cfg.KeepVolumes,
 	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return u
 }
@@ -331,5 +338,98 @@ func TestTimeoutsSayWhatAndHowLong(t *testing.T) {
 	if !errors.As(err, &timeout) || timeout.Limit != 100*time.Millisecond || timeout.Waited < 600*time.Millisecond ||
 		!strings.Contains(err.Error(), "request the cleanup of a: no answer within --store.timeout (100ms; waited 6") {
 		t.Fatalf("error %v, want a timeout naming the request, its limit and the real wait", err)
+	}
+}
+
+// An automatic cleanup waits for the grace after the instance became stale,
+// whatever the rules say; a person's does not. The grace counts from the
+// end of a keep, if that came later.
+func TestGraceBeforeAutomaticCleanup(t *testing.T) {
+	crowdless := scans{succeeded: true, snap: &stale.Snapshot{Observations: make([]stale.Observation, 10)}}
+	// Last alive 8 days ago, the threshold 7 days: stale for a day.
+	lastAlive := now.Add(-8 * 24 * time.Hour)
+	for _, c := range []struct {
+		name    string
+		grace   time.Duration
+		keepEnd time.Time
+		trigger store.Trigger
+		want    string
+	}{
+		{"webhook within the grace", 48 * time.Hour, time.Time{}, store.TriggerWebhook, "eligible at 2026-11-24T12:00:00Z"},
+		{"webhook after the grace", 12 * time.Hour, time.Time{}, store.TriggerWebhook, string(store.ResultWouldRemove)},
+		{"no grace", 0, time.Time{}, store.TriggerWebhook, string(store.ResultWouldRemove)},
+		{"a person, within the grace", 48 * time.Hour, time.Time{}, store.TriggerSingle, string(store.ResultWouldRemove)},
+		{"a person's bulk, within the grace", 48 * time.Hour, time.Time{}, store.TriggerBulk, string(store.ResultWouldRemove)},
+		{"webhook, grace from a keep's end", 12 * time.Hour, now.Add(-time.Hour), store.TriggerWebhook, "eligible at 2026-11-23T23:00:00Z"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := newUnitWith(crowdless, cleanup.Config{Grace: c.grace})
+			u.add("a", "exited", lastAlive, nil)
+			if !c.keepEnd.IsZero() {
+				in := u.st.Instances["a"]
+				in.Keep = &stale.Keep{Until: c.keepEnd, By: "ops", Reason: "demo"}
+				u.st.Instances["a"] = in
+			}
+			job, err := u.svc.Request(context.Background(), "a", c.trigger, "test", true)
+			if err != nil || !strings.Contains(string(job.Result)+" "+job.Reason, c.want) {
+				t.Fatalf("%s %s %q %v, want %q", job.Result, job.Code, job.Reason, err, c.want)
+			}
+			if strings.HasPrefix(c.want, "eligible") && job.Code != string(cleanup.CodeGrace) {
+				t.Fatalf("code %s, want grace", job.Code)
+			}
+		})
+	}
+}
+
+// A person's keep holds in the re-check: no trigger removes a kept
+// instance; a lifted keep lets it go, a person's at once.
+func TestKeepHoldsInTheReCheck(t *testing.T) {
+	u := newUnit(t, scans{succeeded: true, snap: &stale.Snapshot{Observations: make([]stale.Observation, 10)}})
+	u.add("a", "exited", now.Add(-30*24*time.Hour), nil)
+	if err := u.svc.Keep(context.Background(), "a", stale.Keep{By: "ops", Reason: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, trigger := range store.Triggers {
+		job, err := u.svc.Request(context.Background(), "a", trigger, "test", true)
+		if err != nil || job.Code != string(cleanup.CodeKept) || !strings.Contains(job.Reason, "kept forever by ops: demo") {
+			t.Errorf("%s: %s %q %v, want kept", trigger, job.Code, job.Reason, err)
+		}
+	}
+	if err := u.svc.Keep(context.Background(), "nobody", stale.Keep{}); !errors.Is(err, cleanup.ErrUnknownInstance) {
+		t.Errorf("keep of an unknown instance: %v", err)
+	}
+	if err := u.svc.Unkeep(context.Background(), "a", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.svc.Unkeep(context.Background(), "a", "ops"); !errors.Is(err, store.ErrNoKeep) {
+		t.Errorf("lift twice: %v", err)
+	}
+	if job, _ := u.svc.Request(context.Background(), "a", store.TriggerSingle, "test", true); job.Result != store.ResultWouldRemove {
+		t.Errorf("after the keep was lifted: %s %q", job.Result, job.Reason)
+	}
+}
+
+// A removal takes the container's anonymous volumes with it, never a named
+// one, and none with KeepVolumes; the event lists what went.
+func TestRemovalTakesAnonymousVolumes(t *testing.T) {
+	for _, keepVolumes := range []bool{false, true} {
+		u := newUnitWith(scans{succeeded: true, snap: &stale.Snapshot{}}, cleanup.Config{KeepVolumes: keepVolumes})
+		u.add("a", "", now.Add(-30*24*time.Hour), nil)
+		anon, named := strings.Repeat("a1", 32), "shop-data"
+		u.engine.Add(dockertest.Container{ID: u.st.Instances["a"].ContainerID, State: "exited", Created: now.Add(-30 * 24 * time.Hour),
+			Labels:  map[string]string{stale.LabelInstanceID: "a"},
+			Volumes: []stale.Volume{{Name: anon, Anonymous: true}, {Name: named}}})
+		if _, err := u.svc.Request(context.Background(), "a", store.TriggerSingle, "test", false); err != nil {
+			t.Fatal(err)
+		}
+		u.run(t)
+		_, anonLeft := u.engine.VolumeBytes[anon]
+		_, namedLeft := u.engine.VolumeBytes[named]
+		event := u.st.Events[len(u.st.Events)-1]
+		if u.st.JobRows[0].Result != store.ResultRemoved || anonLeft != keepVolumes || !namedLeft ||
+			strings.Contains(event.Message, anon) == keepVolumes {
+			t.Errorf("keep volumes %v: result %s, anonymous left %v, named left %v, event %q", keepVolumes, u.st.JobRows[0].Result,
+				anonLeft, namedLeft, event.Message)
+		}
 	}
 }

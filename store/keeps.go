@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,23 +41,27 @@ func (s *Store) KeepInstance(ctx context.Context, id string, keep stale.Keep) er
 	return nil
 }
 
+// ErrNoKeep is returned when lifting the keep of an instance that has none
+// in force.
+var ErrNoKeep = errors.New("no keep in force")
+
 // UnkeepInstance lifts an instance's keep, with an event naming who asked.
-// It returns ErrNotFound when the instance is unknown or has no keep.
+// The keep is ended now rather than forgotten: the grace of an automatic
+// cleanup then counts from its end, so that people are told again. It
+// returns ErrNotFound for an unknown instance, ErrNoKeep when none holds.
 func (s *Store) UnkeepInstance(ctx context.Context, id, by string) error {
 	in, err := s.Instance(ctx, id)
 	if err != nil {
 		return err
 	}
-	if in.Keep == nil {
-		return fmt.Errorf("instance %s has no keep: %w", id, ErrNotFound)
-	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM stale_exporter_keeps WHERE instance_id = $1", in.ID)
+		tag, err := tx.Exec(ctx, `UPDATE stale_exporter_keeps SET until = now()
+			WHERE instance_id = $1 AND (until IS NULL OR until > now())`, in.ID)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return ErrNotFound
+			return ErrNoKeep
 		}
 		return s.insertEvent(ctx, tx, Event{
 			Severity: SeverityInfo, ProjectID: in.ProjectID, InstanceID: in.ID,

@@ -14,7 +14,7 @@ const pruneBatch = 5000
 
 // Pruned counts the rows Prune deleted, per table.
 type Pruned struct {
-	Jobs, Occurrences, Events int64
+	Jobs, Occurrences, Events, Keeps int64
 }
 
 // Prune deletes this service's own records older than before: finished
@@ -32,6 +32,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 			FROM alert_occurrences WHERE last_seen_at < $1 LIMIT $2)`},
 		{&p.Events, `DELETE FROM stale_exporter_events WHERE id IN (SELECT id FROM stale_exporter_events
 			WHERE created_at < $1 LIMIT $2)`},
+		// A keep that ended long ago no longer decides when a grace began.
+		{&p.Keeps, `DELETE FROM stale_exporter_keeps WHERE instance_id IN (SELECT instance_id FROM stale_exporter_keeps
+			WHERE until < $1 LIMIT $2)`},
 	} {
 		for {
 			tag, err := s.pool.Exec(ctx, t.sql, before, pruneBatch)

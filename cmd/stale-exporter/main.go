@@ -65,6 +65,10 @@ func main() {
 	serve.Flag("cleanup.max-stale-ratio", "Refuse bulk and webhook cleanups while more than this share of instances is stale.").
 		Default("0.5").Float64Var(&f.MaxStaleRatio)
 	serve.Flag("cleanup.dry-run", "Make every cleanup a dry run: report, remove nothing.").BoolVar(&f.DryRun)
+	serve.Flag("cleanup.grace", "How long an instance must have been stale before an automatic (webhook) cleanup may remove it; people are told first. A person's cleanup does not wait.").
+		Default("24h").DurationVar(&f.Grace)
+	serve.Flag("cleanup.keep-volumes", "Keep the anonymous volumes of removed containers (by default they go with them, as docker rm -v; named volumes never do).").
+		BoolVar(&f.KeepVolumes)
 	serve.Flag("cleanup.wait", "How long a cleanup request waits for its jobs before answering 202.").
 		Default("10s").DurationVar(&f.CleanupWait)
 	serve.Flag("cleanup.job-expiry", "Close, with a reason, the cleanup jobs no exporter of their engine carried out within this (0: never).").
@@ -112,7 +116,8 @@ func main() {
 			// Shown once, in the init container's log, for the operator.
 			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
 		}
-	case client.List.FullCommand(), client.Cleanup.FullCommand(), client.Engines.FullCommand(), client.Forget.FullCommand():
+	case client.List.FullCommand(), client.Cleanup.FullCommand(), client.Keep.FullCommand(), client.Unkeep.FullCommand(),
+		client.Engines.FullCommand(), client.Forget.FullCommand():
 		if err := client.Run(context.Background(), command, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)

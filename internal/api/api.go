@@ -22,6 +22,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
@@ -38,6 +39,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// StoreTimeout bounds a request's wait for the latest scan or the store.
 	StoreTimeout time.Duration
+	// Grace is the grace before automatic cleanups, for the list.
+	Grace time.Duration
 }
 
 // Scans gives the latest scan (internal/scan's Scanner), for the list of
@@ -53,6 +56,8 @@ type Cleaner interface {
 	Wait(ctx context.Context, jobs []store.Job) ([]store.Job, error)
 	RecentJobs(ctx context.Context, limit int) ([]store.Job, error)
 	HandleAlert(ctx context.Context, alert cleanup.Alert, requestedBy string) (cleanup.AlertOutcome, error)
+	Keep(ctx context.Context, instanceID string, keep stale.Keep) error
+	Unkeep(ctx context.Context, instanceID, by string) error
 }
 
 // Engines is the registry of the Docker engines exporters watch.
@@ -89,9 +94,14 @@ var (
 // unknown API paths.
 func (a *API) Register(r *httprouter.Router) {
 	r.GET("/api/containers/stale", a.route("list_stale", readRoles, false, a.listStale))
-	r.POST("/api/containers/stale/*path", a.containerRoutes(
-		a.route("cleanup_bulk", adminRoles, true, a.bulkCleanup),
-		a.route("cleanup_single", cleanupRoles, true, a.cleanupOne)))
+	r.POST("/api/containers/stale/*path", a.containerRoutes(map[string]httprouter.Handle{
+		"cleanup":     a.route("cleanup_bulk", adminRoles, true, a.bulkCleanup),
+		":id/cleanup": a.route("cleanup_single", cleanupRoles, true, a.cleanupOne),
+		":id/keep":    a.route("keep", cleanupRoles, true, a.keep),
+	}))
+	r.DELETE("/api/containers/stale/*path", a.containerRoutes(map[string]httprouter.Handle{
+		":id/keep": a.route("unkeep", cleanupRoles, true, a.unkeep),
+	}))
 	r.POST("/api/alertmanager/webhook", a.route("webhook", webhookRoles, true, a.webhook))
 	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
 	r.GET("/api/engines", a.route("list_engines", readRoles, false, a.listEngines))
@@ -118,23 +128,24 @@ func (a *API) Register(r *httprouter.Router) {
 
 func isAPI(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
 
-// containerRoutes dispatches the POSTs under /api/containers/stale/ by their
-// segments: "cleanup" is the bulk cleanup, ":id/cleanup" one instance's.
-// httprouter cannot hold a static segment beside a parameter at one depth,
-// so neither route is reached through the other's parameter: one dispatch
-// reads the path, and an instance whose id is "cleanup" is still only
-// reached as /cleanup/cleanup.
-func (a *API) containerRoutes(bulk, single httprouter.Handle) httprouter.Handle {
+// containerRoutes dispatches the requests of one method under
+// /api/containers/stale/ by their segments: "cleanup" is the bulk cleanup,
+// ":id/cleanup" and ":id/keep" one instance's. httprouter cannot hold a
+// static segment beside a parameter at one depth, so no route is reached
+// through another's parameter: one dispatch reads the path, and an instance
+// whose id is "cleanup" is still only reached as /cleanup/cleanup.
+func (a *API) containerRoutes(routes map[string]httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		segments := strings.Split(strings.TrimPrefix(ps.ByName("path"), "/"), "/")
-		switch {
-		case len(segments) == 1 && segments[0] == "cleanup":
-			bulk(w, r, nil)
-		case len(segments) == 2 && segments[0] != "" && segments[1] == "cleanup":
-			single(w, r, httprouter.Params{{Key: "id", Value: segments[0]}})
-		default:
-			writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
+		pattern, params := strings.Join(segments, "/"), httprouter.Params(nil)
+		if len(segments) == 2 && segments[0] != "" {
+			pattern, params = ":id/"+segments[1], httprouter.Params{{Key: "id", Value: segments[0]}}
 		}
+		if h, ok := routes[pattern]; ok {
+			h(w, r, params)
+			return
+		}
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, nil)
 	}
 }
 

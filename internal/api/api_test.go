@@ -378,3 +378,93 @@ func TestEngines(t *testing.T) {
 		t.Fatalf("list with the store down: %d", a.Status)
 	}
 }
+
+// Keeps are set and lifted by operators and admins, with a body that means
+// one thing; an unknown instance and a lifted keep that was not there are
+// 404.
+func TestKeeps(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	const path = "/api/containers/stale/i1/keep"
+	until := time.Now().Add(72 * time.Hour).UTC().Format(time.RFC3339)
+	for _, c := range []struct {
+		name, method, path string
+		role               auth.Role
+		body               string
+		want               int
+		has                string
+	}{
+		{"viewer keeps", http.MethodPost, path, auth.RoleViewer, `{"until":"forever","reason":"x"}`, 403, "needs the role operator or admin"},
+		{"no body", http.MethodPost, path, auth.RoleOperator, ``, 400, "needs a body"},
+		{"no reason", http.MethodPost, path, auth.RoleOperator, `{"until":"forever"}`, 400, "reason is missing"},
+		{"no until", http.MethodPost, path, auth.RoleOperator, `{"reason":"demo"}`, 400, "until is missing"},
+		{"until in the past", http.MethodPost, path, auth.RoleOperator, `{"until":"2020-01-01T00:00:00Z","reason":"demo"}`, 400, "not in the future"},
+		{"until not a time", http.MethodPost, path, auth.RoleOperator, `{"until":"next week","reason":"demo"}`, 400, "not an RFC 3339 time"},
+		{"until too far", http.MethodPost, path, auth.RoleOperator, `{"until":"2299-01-01T00:00:00Z","reason":"demo"}`, 400, "100 years"},
+		{"Forever", http.MethodPost, path, auth.RoleOperator, `{"until":"Forever","reason":"demo"}`, 400, "not an RFC 3339 time"},
+		{"keys in two cases", http.MethodPost, path, auth.RoleOperator, `{"until":"forever","Until":"2020-01-01T00:00:00Z","reason":"x"}`, 400, "differ only in case"},
+		{"unknown field", http.MethodPost, path, auth.RoleOperator, `{"until":"forever","reason":"x","by":"me"}`, 400, "unknown field"},
+		{"reason not printable", http.MethodPost, path, auth.RoleOperator, `{"until":"forever","reason":"a\u0007b"}`, 400, "not printable"},
+		{"reason too long", http.MethodPost, path, auth.RoleOperator, `{"until":"forever","reason":"` + strings.Repeat("x", 501) + `"}`, 400, "at most 500"},
+		{"unknown instance", http.MethodPost, "/api/containers/stale/unknown/keep", auth.RoleOperator, `{"until":"forever","reason":"x"}`, 404, "no instance"},
+		{"lift without a keep", http.MethodDelete, path, auth.RoleOperator, ``, 404, "has no keep"},
+		{"a query", http.MethodPost, path + "?dry_run=true", auth.RoleOperator, `{"until":"forever","reason":"x"}`, 400, "unknown query parameter"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ct := ""
+			if c.body != "" {
+				ct = "application/json"
+			}
+			if a := s.Do(c.method, c.path, c.role, ct, c.body); a.Status != c.want || !strings.Contains(a.Error, c.has) {
+				t.Fatalf("%d %q, want %d with %q", a.Status, a.Error, c.want, c.has)
+			}
+		})
+	}
+	if len(s.Cleaner.Keeps) != 0 {
+		t.Fatalf("a refused keep was kept: %+v", s.Cleaner.Keeps)
+	}
+	a := s.Do(http.MethodPost, path, auth.RoleOperator, "application/json", `{"until":"`+until+`","reason":"demo on Friday"}`)
+	var keep api.KeepView
+	if err := json.Unmarshal(a.Data, &keep); err != nil || a.Status != http.StatusOK || keep.KeptUntil != until ||
+		keep.KeptBy != "test-operator" || s.Cleaner.Keeps["i1"].Reason != "demo on Friday" {
+		t.Fatalf("keep: %d %s %v", a.Status, a.Data, err)
+	}
+	if a := s.Do(http.MethodPost, path, auth.RoleAdmin, "application/json", `{"until":"forever","reason":"for good"}`); a.Status != http.StatusOK ||
+		!s.Cleaner.Keeps["i1"].Forever() {
+		t.Fatalf("keep forever: %d %s", a.Status, a.Data)
+	}
+	if a := s.Do(http.MethodDelete, path, auth.RoleOperator, "", ""); a.Status != http.StatusOK || len(s.Cleaner.Keeps) != 0 {
+		t.Fatalf("lift: %d %s", a.Status, a.Data)
+	}
+}
+
+// Kept instances and those whose labels do not parse are listed beside the
+// stale ones, marked, so that a UI can show and lift keeps.
+func TestListShowsKeptInstances(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	row := func(id string) stale.Instance {
+		return stale.Instance{ID: id, ContainerID: "c-" + id, ProjectName: "shop", StageName: "preview"}
+	}
+	snap := &stale.Snapshot{ScannedAt: now, Observations: []stale.Observation{
+		{Instance: row("stale"), Verdict: stale.Verdict{Stale: true, LastAlive: now.Add(-48 * time.Hour), StaleSince: now.Add(-24 * time.Hour)},
+			Reclaimable: 2048, Measured: true},
+		{Instance: row("kept"), Verdict: stale.Verdict{Reason: stale.ReasonKeptUntil, LastAlive: now.Add(-48 * time.Hour),
+			Keep: &stale.Keep{Until: now.Add(time.Hour), By: "ops", Reason: "demo"}}},
+		{Instance: row("odd"), Verdict: stale.Verdict{Reason: stale.ReasonPolicyUnparsable, Detail: `docker-watcher.stale-after="soon"`, LastAlive: now}},
+		{Instance: row("running"), Verdict: stale.Verdict{Reason: stale.ReasonRunning, LastAlive: now}},
+	}}
+	s := apitest.New(t, apitest.Options{Scan: scan.Result{Success: true, Snapshot: snap}})
+	var rows []api.StaleContainer
+	if err := json.Unmarshal(s.Do(http.MethodGet, "/api/containers/stale", auth.RoleViewer, "", "").Data, &rows); err != nil || len(rows) != 3 {
+		t.Fatalf("rows: %+v %v", rows, err)
+	}
+	if r := rows[0]; r.InstanceID != "stale" || !r.Stale || r.StaleSince != "2026-11-22T12:00:00Z" || r.ReclaimableBytes == nil || *r.ReclaimableBytes != 2048 ||
+		r.AutomaticCleanupFrom != "2026-11-22T12:00:00Z" {
+		t.Errorf("stale row: %+v", r)
+	}
+	if r := rows[1]; r.InstanceID != "kept" || r.Stale || r.KeptUntil != "2026-11-23T13:00:00Z" || r.KeptBy != "ops" || r.KeepReason != "demo" {
+		t.Errorf("kept row: %+v", r)
+	}
+	if r := rows[2]; r.InstanceID != "odd" || r.Stale || !strings.Contains(r.Reason, "stale-after") {
+		t.Errorf("row with a label that does not parse: %+v", r)
+	}
+}

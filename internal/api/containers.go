@@ -16,7 +16,9 @@ import (
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// StaleContainer is one row of GET /api/containers/stale (clients read it too).
+// StaleContainer is one row of GET /api/containers/stale (clients read it
+// too): a stale instance, or one kept from being stale (marked, so that a UI
+// can show and lift the keep), or one whose labels do not parse.
 type StaleContainer struct {
 	InstanceID         string  `json:"instance_id"`
 	ContainerID        string  `json:"container_id"`
@@ -26,6 +28,55 @@ type StaleContainer struct {
 	DockerState        string  `json:"docker_state"`
 	LastAlive          string  `json:"last_alive"`
 	DaysSinceLastAlive float64 `json:"days_since_last_alive"`
+	Stale              bool    `json:"stale"`
+	// Reason says why it is listed while not stale.
+	Reason string `json:"reason,omitempty"`
+	// StaleSince is when it became stale; AutomaticCleanupFrom the earliest
+	// an automatic cleanup may remove it (after the grace), should its
+	// stage's rule ask for one.
+	StaleSince           string `json:"stale_since,omitempty"`
+	AutomaticCleanupFrom string `json:"automatic_cleanup_from,omitempty"`
+	// KeptUntil (a time or "forever"), KeptBy and KeepReason mark a keep.
+	KeptUntil  string `json:"kept_until,omitempty"`
+	KeptBy     string `json:"kept_by,omitempty"`
+	KeepReason string `json:"keep_reason,omitempty"`
+	// ReclaimableBytes is the disk the stale container holds, once measured.
+	ReclaimableBytes *int64 `json:"reclaimable_bytes,omitempty"`
+}
+
+// listed reports whether an observation is a row of the list.
+func listed(o stale.Observation) bool {
+	return o.Verdict.Stale || o.Verdict.Keep != nil || o.Verdict.Reason == stale.ReasonPolicyUnparsable
+}
+
+func (a *API) row(o stale.Observation, scannedAt time.Time) StaleContainer {
+	v := o.Verdict
+	days := scannedAt.Sub(v.LastAlive).Hours() / 24
+	row := StaleContainer{
+		InstanceID:         o.Instance.ID,
+		ContainerID:        o.Instance.ContainerID,
+		ProjectName:        o.Instance.ProjectName,
+		StageName:          o.Instance.StageName,
+		ImageTag:           o.Instance.ImageTag,
+		DockerState:        o.Container.DockerState(),
+		LastAlive:          v.LastAlive.UTC().Format(time.RFC3339),
+		DaysSinceLastAlive: float64(int(days*100)) / 100,
+		Stale:              v.Stale,
+	}
+	if v.Stale {
+		row.StaleSince = v.StaleSince.UTC().Format(time.RFC3339)
+		row.AutomaticCleanupFrom = v.StaleSince.Add(a.cfg.Grace).UTC().Format(time.RFC3339)
+	} else {
+		row.Reason = v.Explain()
+	}
+	if k := v.Keep; k != nil {
+		row.KeptUntil, row.KeptBy, row.KeepReason = keptUntil(*k), k.By, k.Reason
+	}
+	if o.Measured {
+		bytes := o.Reclaimable
+		row.ReclaimableBytes = &bytes
+	}
+	return row
 }
 
 func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
@@ -41,22 +92,17 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	}
 	out := []StaleContainer{}
 	for _, o := range res.Snapshot.Observations {
-		if !o.Verdict.Stale {
-			continue
+		if listed(o) {
+			out = append(out, a.row(o, res.Snapshot.ScannedAt))
 		}
-		days := res.Snapshot.ScannedAt.Sub(o.Verdict.LastAlive).Hours() / 24
-		out = append(out, StaleContainer{
-			InstanceID:         o.Instance.ID,
-			ContainerID:        o.Instance.ContainerID,
-			ProjectName:        o.Instance.ProjectName,
-			StageName:          o.Instance.StageName,
-			ImageTag:           o.Instance.ImageTag,
-			DockerState:        o.Container.DockerState(),
-			LastAlive:          o.Verdict.LastAlive.UTC().Format(time.RFC3339),
-			DaysSinceLastAlive: float64(int(days*100)) / 100,
-		})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DaysSinceLastAlive > out[j].DaysSinceLastAlive })
+	// Stale first, the longest stale first.
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Stale != out[j].Stale {
+			return out[i].Stale
+		}
+		return out[i].DaysSinceLastAlive > out[j].DaysSinceLastAlive
+	})
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -62,7 +62,12 @@ type Config struct {
 	MaxPerRequest  int
 	MaxStaleRatio  float64
 	DryRun         bool
-	CleanupWait    time.Duration
+	// Grace is how long an instance must have been stale before an
+	// automatic cleanup may remove it; KeepVolumes keeps the anonymous
+	// volumes of removed containers.
+	Grace       time.Duration
+	KeepVolumes bool
+	CleanupWait time.Duration
 	// JobExpiry closes the jobs nobody carried out within it; Retention
 	// deletes this service's finished records older than it (0: never).
 	JobExpiry    time.Duration
@@ -96,6 +101,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--web.max-requests must not be negative, got %d", c.MaxRequests)
 	case c.JobExpiry < 0 || c.Retention < 0:
 		return errors.New("--cleanup.job-expiry and --store.retention must not be negative (0 turns them off)")
+	case c.Grace < 0 || c.Grace > stale.MaxThreshold:
+		return fmt.Errorf("--cleanup.grace (%s) must be 0 or more and at most 100 years", c.Grace)
 	case c.Retention > 0 && c.Retention < 24*time.Hour:
 		return fmt.Errorf("--store.retention (%s) must be at least 24h, or 0 to keep everything", c.Retention)
 	}

@@ -47,6 +47,8 @@ func (a *App) build(tokens *auth.Tokens) error {
 		Lease:         4*cfg.DockerTimeout + 10*time.Second,
 		MaxStaleRatio: cfg.MaxStaleRatio,
 		DryRun:        cfg.DryRun,
+		Grace:         cfg.Grace,
+		KeepVolumes:   cfg.KeepVolumes,
 		StoreTimeout:  cfg.StoreTimeout,
 		JobExpiry:     cfg.JobExpiry,
 		Retention:     cfg.Retention,
@@ -59,6 +61,7 @@ func (a *App) build(tokens *auth.Tokens) error {
 		MaxPerRequest: cfg.MaxPerRequest,
 		MaxBodyBytes:  maxBodyBytes,
 		StoreTimeout:  cfg.StoreTimeout,
+		Grace:         cfg.Grace,
 	}, own, a.logger).Register(router)
 	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, a.cfg.DockerHostName, collector.HandlerOpts{
 		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,

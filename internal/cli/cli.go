@@ -20,6 +20,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/docker-watcher/stale-exporter/internal/api"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // TokenEnv names the environment variable that may hold the API token.
@@ -100,12 +101,23 @@ func (c *Client) List(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tPROJECT\tSTAGE\tTAG\tCONTAINER\tSTATE\tDAYS SINCE LAST ALIVE")
+	fmt.Fprintln(tw, "INSTANCE\tPROJECT\tSTAGE\tTAG\tCONTAINER\tSTATE\tDAYS SINCE LAST ALIVE\tNOTE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.12s\t%s\t%.2f\n", r.InstanceID, r.ProjectName, r.StageName, r.ImageTag,
-			r.ContainerID, r.DockerState, r.DaysSinceLastAlive)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.12s\t%s\t%.2f\t%s\n", r.InstanceID, r.ProjectName, r.StageName, r.ImageTag,
+			r.ContainerID, r.DockerState, r.DaysSinceLastAlive, note(r))
 	}
 	return tw.Flush()
+}
+
+// note says what is next for a row of the list.
+func note(r api.StaleContainer) string {
+	switch {
+	case r.KeptUntil != "":
+		return fmt.Sprintf("kept until %s by %s: %s", r.KeptUntil, r.KeptBy, r.KeepReason)
+	case !r.Stale:
+		return r.Reason
+	}
+	return "stale since " + r.StaleSince
 }
 
 func printJob(w io.Writer, j api.JobView) {
@@ -160,6 +172,46 @@ func (c *Client) CleanupAll(ctx context.Context, w io.Writer, dryRun bool) error
 	return nil
 }
 
+// ParseUntil reads a keep's end as the keep command takes it: forever, a
+// duration from now (72h, 7d), a date (2026-12-24, midnight UTC) or an RFC
+// 3339 time; it returns what the API takes (forever or an RFC 3339 time).
+func ParseUntil(raw string, now time.Time) (string, error) {
+	v := strings.TrimSpace(raw)
+	if v == api.Forever {
+		return v, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC().Format(time.RFC3339), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t.UTC().Format(time.RFC3339), nil
+	}
+	if d, err := stale.ParseStaleAfter(v); err == nil && d > 0 {
+		return now.Add(d).UTC().Format(time.RFC3339), nil
+	}
+	return "", fmt.Errorf("--until %q: give forever, a duration (72h, 7d), a date (2026-12-24) or an RFC 3339 time", raw)
+}
+
+// Keep keeps an instance from being stale until a time or forever.
+func (c *Client) Keep(ctx context.Context, w io.Writer, id, until, reason string) error {
+	var keep api.KeepView
+	if _, err := c.call(ctx, http.MethodPost, "/api/containers/stale/"+url.PathEscape(id)+"/keep",
+		api.KeepRequest{Until: until, Reason: reason}, &keep); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s\tkept until %s by %s: %s\n", keep.InstanceID, keep.KeptUntil, keep.KeptBy, keep.KeepReason)
+	return err
+}
+
+// Unkeep lifts an instance's keep.
+func (c *Client) Unkeep(ctx context.Context, w io.Writer, id string) error {
+	if _, err := c.call(ctx, http.MethodDelete, "/api/containers/stale/"+url.PathEscape(id)+"/keep", nil, nil); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s\tkeep lifted\n", id)
+	return err
+}
+
 // Engines prints the Docker engines registered with the store and their
 // exporters' latest heartbeat.
 func (c *Client) Engines(ctx context.Context, w io.Writer) error {
@@ -186,13 +238,13 @@ func (c *Client) ForgetEngine(ctx context.Context, w io.Writer, name string) err
 
 // Commands are the operator commands added to the binary's command line.
 type Commands struct {
-	List, Cleanup, Engines, Forget *kingpin.CmdClause
-	url, tokenFile, engine         string
-	ids                            []string
-	all, dryRun                    bool
+	List, Cleanup, Keep, Unkeep, Engines, Forget *kingpin.CmdClause
+	url, tokenFile, engine, id, until, reason    string
+	ids                                          []string
+	all, dryRun                                  bool
 }
 
-// AddCommands adds list, cleanup and engines to app.
+// AddCommands adds list, cleanup, keep, unkeep and engines to app.
 func AddCommands(app *kingpin.Application) *Commands {
 	c := &Commands{}
 	c.List = app.Command("list", "Print the stale instances of a running exporter.")
@@ -200,12 +252,18 @@ func AddCommands(app *kingpin.Application) *Commands {
 	c.Cleanup.Arg("id", "Instance ids.").StringsVar(&c.ids)
 	c.Cleanup.Flag("all", "Every stale instance (role admin).").BoolVar(&c.all)
 	c.Cleanup.Flag("dry-run", "Report what would be removed; remove nothing.").BoolVar(&c.dryRun)
+	c.Keep = app.Command("keep", "Keep an instance from being stale, until a time or forever (role operator; written to the event log).")
+	c.Keep.Arg("id", "Instance id.").Required().StringVar(&c.id)
+	c.Keep.Flag("until", "Until when: a duration from now (72h, 7d), a date (2026-12-24), an RFC 3339 time, or forever.").Required().StringVar(&c.until)
+	c.Keep.Flag("reason", "Why, for the event log and the list.").Required().StringVar(&c.reason)
+	c.Unkeep = app.Command("unkeep", "Lift an instance's keep (role operator): it is stale again at once if past its threshold.")
+	c.Unkeep.Arg("id", "Instance id.").Required().StringVar(&c.id)
 	engines := app.Command("engines", "The Docker engines registered with the store.")
 	c.Engines = engines.Command("list", "Print the registered engines and their latest heartbeat.").Default()
 	c.Forget = engines.Command("forget", "Remove the registration of a retired engine (role admin; audited), so that "+
 		"--docker.claim-unowned=auto judges unowned instances again once it was the only other one.")
 	c.Forget.Arg("name", "The engine's name (its docker_host).").Required().StringVar(&c.engine)
-	for _, cmd := range []*kingpin.CmdClause{c.List, c.Cleanup, c.Engines, c.Forget} {
+	for _, cmd := range []*kingpin.CmdClause{c.List, c.Cleanup, c.Keep, c.Unkeep, c.Engines, c.Forget} {
 		cmd.Flag("url", "The exporter's address.").Default("http://127.0.0.1:9817").StringVar(&c.url)
 		cmd.Flag("token-file", "File holding the API token (else $"+TokenEnv+").").StringVar(&c.tokenFile)
 	}
@@ -221,6 +279,14 @@ func (c *Commands) Run(ctx context.Context, command string, w io.Writer) error {
 	switch {
 	case command == c.List.FullCommand():
 		return client.List(ctx, w)
+	case command == c.Keep.FullCommand():
+		until, err := ParseUntil(c.until, time.Now())
+		if err != nil {
+			return err
+		}
+		return client.Keep(ctx, w, c.id, until, c.reason)
+	case command == c.Unkeep.FullCommand():
+		return client.Unkeep(ctx, w, c.id)
 	case command == c.Engines.FullCommand():
 		return client.Engines(ctx, w)
 	case command == c.Forget.FullCommand():

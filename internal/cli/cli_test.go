@@ -147,3 +147,37 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepAndUnkeep(t *testing.T) {
+	s, flags := server(t)
+	out, err := run(t, append([]string{"keep", "i1", "--until", "forever", "--reason", "demo"}, flags...)...)
+	if err != nil || out != "i1\tkept until forever by test-admin: demo\n" || !s.Cleaner.Keeps["i1"].Forever() {
+		t.Fatalf("keep: %v %q", err, out)
+	}
+	if out, err := run(t, append([]string{"unkeep", "i1"}, flags...)...); err != nil || out != "i1\tkeep lifted\n" {
+		t.Fatalf("unkeep: %v %q", err, out)
+	}
+	if _, err := run(t, append([]string{"unkeep", "i1"}, flags...)...); err == nil || !strings.Contains(err.Error(), "no keep") {
+		t.Fatalf("unkeep again: %v", err)
+	}
+	if _, err := run(t, append([]string{"keep", "i1", "--until", "someday", "--reason", "x"}, flags...)...); err == nil {
+		t.Fatal("keep --until someday was accepted")
+	}
+}
+
+func TestParseUntil(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for raw, want := range map[string]string{
+		"forever": "forever", "72h": "2026-11-26T12:00:00Z", "7d": "2026-11-30T12:00:00Z", "2026-12-24": "2026-12-24T00:00:00Z",
+		"2026-12-24T08:00:00+02:00": "2026-12-24T06:00:00Z",
+	} {
+		if got, err := cli.ParseUntil(raw, now); err != nil || got != want {
+			t.Errorf("ParseUntil(%q) = %q %v, want %q", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"", "never", "tomorrow", "-1h", "Forever"} {
+		if _, err := cli.ParseUntil(raw, now); err == nil {
+			t.Errorf("ParseUntil(%q) accepted", raw)
+		}
+	}
+}

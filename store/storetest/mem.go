@@ -28,16 +28,18 @@ type Mem struct {
 	Events    []store.Event
 	// Alive records MarkAlive; Adoptions the adopted containers; Engines
 	// the registered engines and their heartbeats.
-	Alive       map[string]time.Time
-	Adoptions   []store.Adoption
-	Engines     map[string]time.Time
+	Alive     map[string]time.Time
+	Adoptions []store.Adoption
+	Engines   map[string]time.Time
+	// Now is the database's clock (time.Now unless a test moves it).
+	Now         func() time.Time
 	occurrences map[string]bool
 }
 
 // NewMem returns an empty store with a threshold of 7 days.
 func NewMem() *Mem {
 	return &Mem{Days: 7, Instances: map[string]stale.Instance{}, Alive: map[string]time.Time{},
-		Engines: map[string]time.Time{}, occurrences: map[string]bool{}}
+		Engines: map[string]time.Time{}, Now: time.Now, occurrences: map[string]bool{}}
 }
 
 // Put adds or replaces an instance.
@@ -55,7 +57,7 @@ func (m *Mem) ReadInventory(_ context.Context, dockerHost string) (store.Invento
 	if m.Err != nil {
 		return store.Inventory{}, m.Err
 	}
-	m.Engines[dockerHost] = time.Now()
+	m.Engines[dockerHost] = m.Now()
 	inv := store.Inventory{ThresholdDays: m.Days, ThresholdErr: m.ThresholdErr, Engines: map[string]time.Time{}}
 	for name, seen := range m.Engines {
 		inv.Engines[name] = seen
@@ -140,4 +142,37 @@ func (m *Mem) OtherEngines(_ context.Context, name string) (int, error) {
 		}
 	}
 	return n, m.Err
+}
+
+// KeepInstance keeps an instance.
+func (m *Mem) KeepInstance(_ context.Context, id string, keep stale.Keep) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in, ok := m.Instances[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	in.Keep = &keep
+	m.Instances[id] = in
+	m.Events = append(m.Events, store.Event{Message: "kept by " + keep.By, InstanceID: id})
+	return m.Err
+}
+
+// UnkeepInstance ends an instance's keep now.
+func (m *Mem) UnkeepInstance(_ context.Context, id, by string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in, ok := m.Instances[id]
+	switch {
+	case !ok:
+		return store.ErrNotFound
+	case in.Keep == nil || !in.Keep.ActiveAt(m.Now()):
+		return store.ErrNoKeep
+	}
+	ended := *in.Keep
+	ended.Until = m.Now()
+	in.Keep = &ended
+	m.Instances[id] = in
+	m.Events = append(m.Events, store.Event{Message: "keep lifted by " + by, InstanceID: id})
+	return m.Err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/api"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
+	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 	"github.com/docker-watcher/stale-exporter/store"
 )
@@ -33,6 +34,8 @@ type Cleaner struct {
 	mu       sync.Mutex
 	Requests []Request
 	Alerts   []cleanup.Alert
+	// Keeps are the keeps in force, by instance.
+	Keeps map[string]stale.Keep
 	// Job answers a request (default: done, removed, or would_remove);
 	// its error fails it.
 	Job func(r Request) (store.Job, error)
@@ -92,6 +95,34 @@ func (c *Cleaner) HandleAlert(_ context.Context, a cleanup.Alert, _ string) (cle
 		return c.Alert(a)
 	}
 	return cleanup.AlertOutcome{Fingerprint: a.Fingerprint, Status: a.Status, Result: cleanup.AlertRecorded}, nil
+}
+
+// Keep records a keep; an instance named "unknown" is unknown.
+func (c *Cleaner) Keep(_ context.Context, id string, keep stale.Keep) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == "unknown" {
+		return cleanup.ErrUnknownInstance
+	}
+	if c.Keeps == nil {
+		c.Keeps = map[string]stale.Keep{}
+	}
+	c.Keeps[id] = keep
+	return nil
+}
+
+// Unkeep lifts a recorded keep.
+func (c *Cleaner) Unkeep(_ context.Context, id, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == "unknown" {
+		return cleanup.ErrUnknownInstance
+	}
+	if _, ok := c.Keeps[id]; !ok {
+		return store.ErrNoKeep
+	}
+	delete(c.Keeps, id)
+	return nil
 }
 
 // Asked are the requests made so far.

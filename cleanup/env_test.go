@@ -72,6 +72,9 @@ type envOptions struct {
 	storeTimeout time.Duration
 	// wait is how long a cleanup request waits for its job (default 20s).
 	wait time.Duration
+	// grace before automatic cleanups; keepVolumes keeps anonymous volumes.
+	grace       time.Duration
+	keepVolumes bool
 }
 
 // env is one stale-exporter's cleanup side over a real database and engine,
@@ -127,6 +130,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	}
 	svc := cleanup.NewService(st, engine, scanner, cleanup.Config{Config: judging, Workers: 4, Lease: opts.lease,
 		MaxStaleRatio: opts.maxStaleRatio, DryRun: opts.dryRun, PollInterval: 100 * time.Millisecond,
+		Grace: opts.grace, KeepVolumes: opts.keepVolumes,
 		StoreTimeout: storeTimeout, RetryBackoff: 100 * time.Millisecond,
 	}, reg, logger)
 
@@ -142,7 +146,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	}
 	router := httprouter.New()
 	api.New(svc, scanner, db.Store, api.Config{
-		Tokens: tokens, Wait: cmp.Or(opts.wait, 20*time.Second), MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
+		Tokens: tokens, Wait: cmp.Or(opts.wait, 20*time.Second), Grace: opts.grace, MaxPerRequest: 250, MaxBodyBytes: 64 << 10, StoreTimeout: storeTimeout,
 	}, reg, logger).Register(router)
 	router.NotFound = api.NotFound(http.NotFoundHandler())
 	srv := httptest.NewServer(router)

@@ -136,7 +136,7 @@ func (s *Service) volumesRemoved(ctx context.Context, c stale.Container) []strin
 // writes the event and closes the job. If the store fails here, the job is
 // resumed after its lease and finds the container gone.
 func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Instance, r removal) {
-	bytes, measured := s.measured(ctx, job.InstanceID)
+	bytes, measured := s.scans.Reclaimable(job.TargetContainerID)
 	err := s.store.FinishRemoved(ctx, job, func(rowKept bool) store.Event { return removedEvent(job, in, rowKept, r.volumes) })
 	if err != nil {
 		s.logger.Error("record cleanup", "job_id", job.ID, "instance_id", job.InstanceID, "err", err)
@@ -148,21 +148,6 @@ func (s *Service) recordRemoved(ctx context.Context, job store.Job, in stale.Ins
 	}
 	s.logger.Info("removed stale container", "job_id", job.ID, "instance_id", job.InstanceID, "container_id", job.TargetContainerID,
 		"volumes", r.volumes, "trigger", job.Trigger, "requested_by", job.RequestedBy, "answer_lost", r.lostAnswer != nil)
-}
-
-// measured is the disk the latest scan measured an instance's container to
-// hold, if it did.
-func (s *Service) measured(ctx context.Context, instanceID string) (int64, bool) {
-	snap := s.scans.Result(ctx).Snapshot
-	if snap == nil {
-		return 0, false
-	}
-	for _, o := range snap.Observations {
-		if o.Instance.ID == instanceID && o.Measured {
-			return o.Reclaimable, true
-		}
-	}
-	return 0, false
 }
 
 // skip closes a job that may not remove, with its reason.

@@ -149,46 +149,71 @@ const maxMeasures = 50
 // measure fills in the disk the stale containers hold, measuring only
 // those not measured yet: the writable layer of each, and the anonymous
 // volumes of all with one ask of the engine's volume sizes. A measurement
-// that fails leaves the container unmeasured, never the scan failed.
+// that fails leaves the container unmeasured, never the scan failed. What
+// was measured stays known while the container exists (a cleanup counts it
+// as reclaimed once it removed the container, marked removing by then).
 func (s *Scanner) measure(ctx context.Context, snap *stale.Snapshot) {
+	s.mu.Lock()
+	known := s.reclaimable
+	s.mu.Unlock()
+	next := map[string]int64{}
 	var sizes map[string]int64
 	measured := 0
-	known := s.reclaimable
-	// Only the stale containers of this scan stay cached.
-	s.reclaimable = map[string]int64{}
 	for i := range snap.Observations {
 		o := &snap.Observations[i]
 		c := o.Container
-		if !o.Verdict.Stale || !c.Found {
+		if !c.Found {
 			continue
 		}
-		if bytes, ok := known[c.ID]; ok {
-			s.reclaimable[c.ID] = bytes
-			o.Reclaimable, o.Measured = bytes, true
+		bytes, ok := known[c.ID]
+		if ok {
+			next[c.ID] = bytes
+		}
+		if !o.Verdict.Stale {
 			continue
 		}
-		if measured == maxMeasures {
-			continue
-		}
-		measured++
-		bytes, err := s.docker.Size(ctx, c.ID)
-		if err != nil {
-			s.logger.Debug("measure a stale container", "container_id", c.ID, "err", err)
-			continue
-		}
-		for _, v := range c.Volumes {
-			if !v.Anonymous {
+		if !ok && measured < maxMeasures {
+			measured++
+			var err error
+			if bytes, sizes, err = s.measureOne(ctx, c, sizes); err != nil {
+				s.logger.Debug("measure a stale container", "container_id", c.ID, "err", err)
 				continue
 			}
-			if sizes == nil {
-				if sizes, err = s.docker.VolumeSizes(ctx); err != nil {
-					s.logger.Debug("measure volumes", "err", err)
-					return
-				}
-			}
-			bytes += sizes[v.Name]
+			next[c.ID], ok = bytes, true
 		}
-		s.reclaimable[c.ID] = bytes
-		o.Reclaimable, o.Measured = bytes, true
+		o.Reclaimable, o.Measured = bytes, ok
 	}
+	s.mu.Lock()
+	s.reclaimable = next
+	s.mu.Unlock()
+}
+
+// measureOne measures a container: its writable layer, and its anonymous
+// volumes from the engine's volume sizes (asked once, then given back).
+func (s *Scanner) measureOne(ctx context.Context, c stale.Container, sizes map[string]int64) (int64, map[string]int64, error) {
+	bytes, err := s.docker.Size(ctx, c.ID)
+	if err != nil {
+		return 0, sizes, err
+	}
+	for _, v := range c.Volumes {
+		if !v.Anonymous {
+			continue
+		}
+		if sizes == nil {
+			if sizes, err = s.docker.VolumeSizes(ctx); err != nil {
+				return 0, nil, err
+			}
+		}
+		bytes += sizes[v.Name]
+	}
+	return bytes, sizes, nil
+}
+
+// Reclaimable is the disk the scans measured a container to hold, if they
+// did.
+func (s *Scanner) Reclaimable(containerID string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bytes, ok := s.reclaimable[containerID]
+	return bytes, ok
 }

@@ -65,8 +65,8 @@ type Result struct {
 
 // Scanner runs scans, coalescing concurrent requests into one.
 //
-// Locking: mu guards the fields from inflight to stopped, which callers and
-// the running scan share. The caches gone and refused are only ever touched
+// Locking: mu guards the fields from inflight to reclaimable, which callers
+// and the running scan share. The caches gone and refused are only ever touched
 // by the running scan, and one scan runs at a time (startLocked starts one
 // only while inflight is nil), so they need no lock.
 type Scanner struct {
@@ -84,6 +84,9 @@ type Scanner struct {
 	// stopped caches Docker's StartedAt and FinishedAt by container id; a
 	// stopped container's are fixed until it runs again.
 	stopped map[string]runTimes
+	// reclaimable caches the disk a stale container holds, by container id:
+	// a stopped container does not change, and measuring costs the engine.
+	reclaimable map[string]int64
 
 	// gone caches the full container ids rows hold that the engine answered
 	// 404 for: a container id is never reused.
@@ -91,9 +94,6 @@ type Scanner struct {
 	// refused remembers the containers whose adoption the store refused,
 	// so that the refusal is logged once, not every scan.
 	refused map[string]bool
-	// reclaimable caches the disk a stale container holds, by container id:
-	// a stopped container does not change, and measuring costs the engine.
-	reclaimable map[string]int64
 	// scans counts the scans running, so that shutdown can wait for them.
 	scans sync.WaitGroup
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 )
 
@@ -240,6 +241,10 @@ type ContainerSpec struct {
 	RestartAlways bool
 	// Name names the container (the engine picks one otherwise).
 	Name string
+	// AnonymousVolume mounts an anonymous volume at this path; NamedVolume
+	// mounts the volume of that name (made if missing) at /named.
+	AnonymousVolume string
+	NamedVolume     string
 }
 
 // NewContainer creates (and maybe starts) a container from the test image and
@@ -253,6 +258,12 @@ func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string 
 		cfg.Cmd = []string{"exit"}
 	}
 	host := &container.HostConfig{NetworkMode: "none"}
+	if spec.AnonymousVolume != "" {
+		cfg.Volumes = map[string]struct{}{spec.AnonymousVolume: {}}
+	}
+	if spec.NamedVolume != "" {
+		host.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: spec.NamedVolume, Target: "/named"}}
+	}
 	if spec.RestartAlways {
 		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
 	}
@@ -263,7 +274,7 @@ func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string 
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, _ = cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true})
+		_, _ = cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	})
 	if spec.Start {
 		if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
@@ -307,5 +318,28 @@ func RunAgain(tb testing.TB, cli *client.Client, id string) {
 	}
 	if _, err := WaitExited(ctx, cli, id); err != nil {
 		tb.Fatalf("wait for container %s to exit: %v", id, err)
+	}
+}
+
+// WriteFile writes a file of size bytes into a container at dir/name (its
+// writable layer, or a volume mounted at dir), as a container that wrote
+// data would have: disk the container holds.
+func WriteFile(tb testing.TB, cli *client.Client, id, dir, name string, size int) {
+	tb.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(size)}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := tw.Write(bytes.Repeat([]byte{'x'}, size)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: &buf}); err != nil {
+		tb.Fatalf("write %s/%s into container %s: %v", dir, name, id, err)
 	}
 }

@@ -10,8 +10,14 @@ import (
 	"github.com/docker-watcher/stale-exporter/store"
 )
 
-// StaleAlertName is the alert of alerts/ the webhook acts on.
-const StaleAlertName = "StaleContainer"
+// The alerts of alerts/ the webhook acts on: StaleContainer tells of a stale
+// instance (people are told; the webhook records it), StaleContainerCleanup
+// asks for its removal once the grace has passed. Either asks for a cleanup
+// only when labelled action="cleanup": policy lives in the rule file.
+const (
+	StaleAlertName   = "StaleContainer"
+	CleanupAlertName = "StaleContainerCleanup"
+)
 
 // The rule's label that asks for a cleanup: policy lives in the rule file.
 const (
@@ -94,10 +100,10 @@ func validateAlert(a Alert) error {
 }
 
 // HandleAlert acts on one alert by its own status (a group's status is
-// "firing" as long as any of its alerts fires). A firing StaleContainer is
-// recorded once per occurrence (fingerprint and start), with one event_log
-// warning; the first time, an alert labelled action="cleanup" also requests
-// a cleanup. It returns an error only when the store failed: an alert that
+// "firing" as long as any of its alerts fires). A firing StaleContainer or
+// StaleContainerCleanup is recorded once per occurrence (fingerprint and
+// start), with one event_log warning; the first time, an alert labelled
+// action="cleanup" also requests a cleanup. It returns an error only when the store failed: an alert that
 // could never be stored is invalid, since retrying it cannot help.
 func (s *Service) HandleAlert(ctx context.Context, alert Alert, requestedBy string) (AlertOutcome, error) {
 	o := AlertOutcome{Fingerprint: alert.Fingerprint, Status: alert.Status, InstanceID: alert.Labels[stale.KeyInstanceID]}
@@ -119,7 +125,7 @@ func (s *Service) HandleAlert(ctx context.Context, alert Alert, requestedBy stri
 }
 
 // judgeAlert says what an alert is, before anything is recorded: "" for a
-// firing StaleContainer of a valid instance, else its outcome.
+// firing alert of this service's of a valid instance, else its outcome.
 func judgeAlert(alert Alert, o *AlertOutcome) string {
 	switch {
 	case alert.Status == AlertResolved:
@@ -127,8 +133,8 @@ func judgeAlert(alert Alert, o *AlertOutcome) string {
 	case alert.Status != AlertFiring:
 		o.Detail = fmt.Sprintf("unknown alert status %q", alert.Status)
 		return AlertInvalid
-	case alert.Labels["alertname"] != StaleAlertName:
-		o.Detail = fmt.Sprintf("alert %q is not %s", alert.Labels["alertname"], StaleAlertName)
+	case alert.Labels["alertname"] != StaleAlertName && alert.Labels["alertname"] != CleanupAlertName:
+		o.Detail = fmt.Sprintf("alert %q is neither %s nor %s", alert.Labels["alertname"], StaleAlertName, CleanupAlertName)
 		return AlertIgnored
 	case stale.ValidID(o.InstanceID) != nil:
 		o.Detail = "label " + stale.KeyInstanceID + ": " + stale.ValidID(o.InstanceID).Error()

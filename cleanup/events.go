@@ -66,8 +66,8 @@ func eventDetails(job store.Job, in stale.Instance, reason string) map[string]an
 	return d
 }
 
-// alertEvent is the warning recorded once per occurrence of a StaleContainer
-// alert: its summary, or a sentence made of its labels.
+// alertEvent is the warning recorded once per occurrence of an alert of
+// this service's: its summary, or a sentence made of its labels.
 func alertEvent(alert Alert, fingerprint string, cleanupRequested bool) store.Event {
 	l := alert.Labels
 	message := fmt.Sprintf("container %s of %s/%s (%s) is stale", stale.ShortID(l[stale.KeyContainerID]),
@@ -75,7 +75,7 @@ func alertEvent(alert Alert, fingerprint string, cleanupRequested bool) store.Ev
 	if summary := alert.Annotations["summary"]; summary != "" {
 		message = summary
 	}
-	details := map[string]any{"alertname": StaleAlertName, "fingerprint": fingerprint, "starts_at": alert.StartsAt,
+	details := map[string]any{"alertname": l["alertname"], "fingerprint": fingerprint, "starts_at": alert.StartsAt,
 		"cleanup_requested": cleanupRequested}
 	for _, k := range stale.InstanceKeys[1:] {
 		details[k] = l[k]

@@ -226,6 +226,9 @@ func (s *Service) Keep(ctx context.Context, instanceID string, keep stale.Keep) 
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownInstance
 	}
+	if err == nil {
+		s.scans.Expire()
+	}
 	return s.explain(ctx, "keep instance "+instanceID, err)
 }
 
@@ -238,6 +241,9 @@ func (s *Service) Unkeep(ctx context.Context, instanceID, by string) error {
 	err := s.store.UnkeepInstance(ctx, instanceID, by)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownInstance
+	}
+	if err == nil {
+		s.scans.Expire()
 	}
 	return s.explain(ctx, "lift the keep of instance "+instanceID, err)
 }

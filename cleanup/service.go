@@ -61,10 +61,11 @@ type Store interface {
 
 // Scans gives the latest scan (internal/scan's Scanner), for the bulk list
 // and the mass-stale guard, and the disk the scans measured a container to
-// hold, for the bytes a removal reclaims.
+// hold, for the bytes a removal reclaims; a keep expires the cached scan.
 type Scans interface {
 	Result(ctx context.Context) scan.Result
 	Reclaimable(containerID string) (int64, bool)
+	Expire()
 }
 
 // Config tunes a Service.

@@ -6,6 +6,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/docker-watcher/stale-exporter/internal/api"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
@@ -94,6 +96,29 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	t.Fatalf("timed out after %s waiting for: %s", timeout, what)
 }
 
+// amFiles are the replacements that wire the shipped alertmanager.yml to a
+// test's parts: the exporter's webhook, the token file, the templates (by
+// their path in the repository) and a mail relay.
+func amFiles(t *testing.T, webhook, credentials, smarthost string) map[string]string {
+	t.Helper()
+	templates, err := filepath.Abs(filepath.Join(repo, "alerts", "templates"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		`http://stale-exporter:9817`:                   webhook,
+		`/etc/alertmanager/secrets/alertmanager-token`: credentials,
+		`- templates/\*\.tmpl`:                         "- " + templates + "/*.tmpl",
+		`smarthost: smtp.example.com:587`:              "smarthost: " + smarthost,
+		`require_tls: true`:                            "require_tls: false",
+	}
+}
+
+// The whole pipeline on the shipped files: notice, then grace, then
+// removal. StaleContainer goes by email to people, one message per project
+// and stage, each instance once, saying when it will be removed; the
+// webhook records each occurrence; StaleContainerCleanup fires only once
+// the grace has passed, and only then is the container removed.
 func TestPipeline(t *testing.T) {
 	started := time.Now()
 	prometheus := testenv.Binary(t, "prometheus")
@@ -102,8 +127,9 @@ func TestPipeline(t *testing.T) {
 	db := storetest.New(t)
 	dir := t.TempDir()
 
-	// The platform's instances: two running, a stale preview (its alert
-	// carries action="cleanup" by the shipped rule) and a stale production one.
+	// Running instances; two stale preview ones (cleaned automatically
+	// by the shipped rule, after the grace) and a stale production one
+	// (people are told; never cleaned automatically).
 	old := time.Now().Add(-48 * time.Hour)
 	instance := func(stage string, run bool) (string, string) {
 		id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: stage, ImageTag: stage + "-1", CreatedAt: old})
@@ -111,20 +137,31 @@ func TestPipeline(t *testing.T) {
 		db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
 		return id, cid
 	}
-	instance("preview", true)
-	instance("production", true)
-	cleanID, cleanCID := instance("preview", false)
+	// Enough running ones that the stale share stays under the mass-stale guard.
+	for range 2 {
+		instance("preview", true)
+		instance("production", true)
+	}
+	previewA, previewACID := instance("preview", false)
+	previewB, previewBCID := instance("preview", false)
 	warnID, warnCID := instance("production", false)
+	// One a person keeps before it goes stale: never told about, never removed.
+	keptID, keptCID := instance("preview", false)
+	created := time.Now()
 
-	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleAlertmanager)
-	secret := secrets[auth.RoleAlertmanager]
-	credentials := write(t, filepath.Join(dir, "am-token"), secret)
-	binary := testenv.BuildExporter(t)
+	tokensFile, secrets := testenv.Tokens(t, dir, auth.RoleAlertmanager, auth.RoleViewer, auth.RoleOperator)
+	credentials := write(t, filepath.Join(dir, "am-token"), secrets[auth.RoleAlertmanager])
+	sink := testenv.StartSMTPSink(t)
+	const grace = 20 * time.Second
 	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
+	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), testenv.BuildExporter(t),
 		"--web.listen-address="+exporterAddr, "--api.tokens-file="+tokensFile, "--stale.threshold="+threshold.String(),
-		"--collector.scan-interval=2s", "--collector.cache-ttl=500ms")
+		"--collector.scan-interval=2s", "--collector.cache-ttl=500ms", "--cleanup.grace="+grace.String())
 	testenv.WaitHTTP(t, "http://"+exporterAddr+"/-/ready", 20*time.Second)
+	if status, body := call(t, http.MethodPost, "http://"+exporterAddr+"/api/containers/stale/"+keptID+"/keep", secrets[auth.RoleOperator],
+		`{"until": "forever", "reason": "a demo on Friday"}`); status != http.StatusOK {
+		t.Fatalf("keep: %d %s", status, body)
+	}
 
 	rulesDir := filepath.Join(dir, "prometheus")
 	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
@@ -139,14 +176,16 @@ func TestPipeline(t *testing.T) {
 		`alertmanager:9093`:        amAddr,
 		`localhost:9090`:           promAddr,
 	}))
-	amConfig := write(t, filepath.Join(dir, "alertmanager.yml"), shortened(t, "alerts/alertmanager.yml", map[string]string{
-		`http://stale-exporter:9817`:                   "http://" + exporterAddr,
-		`/etc/alertmanager/secrets/alertmanager-token`: credentials,
-		`group_wait: 30s`:                              "group_wait: 1s",
-		`group_interval: 5m`:                           "group_interval: 2s",
-		`repeat_interval: 168h`:                        "repeat_interval: 3s",
-		`repeat_interval: 4h`:                          "repeat_interval: 3s",
-	}))
+	replace := amFiles(t, "http://"+exporterAddr, credentials, sink.Addr)
+	for pattern, with := range map[string]string{
+		`group_wait: 30s`: "group_wait: 1s", `group_interval: 5m`: "group_interval: 2s", `repeat_interval: 96h`: "repeat_interval: 3s",
+		`repeat_interval: 4h`: "repeat_interval: 3s",
+		// People: the stale instances of a group are told together, once.
+		`group_wait: 1m`: "group_wait: 5s", `group_interval: 10m`: "group_interval: 10m",
+	} {
+		replace[pattern] = with
+	}
+	amConfig := write(t, filepath.Join(dir, "alertmanager.yml"), shortened(t, "alerts/alertmanager.yml", replace))
 	testenv.Start(t, nil, alertmanager, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=")
 	testenv.Start(t, nil, prometheus, "--config.file="+promConfig, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
@@ -155,42 +194,103 @@ func TestPipeline(t *testing.T) {
 	testenv.WaitHTTP(t, "http://"+promAddr+"/-/ready", 30*time.Second)
 	prom := promAPI{t: t, base: "http://" + promAddr}
 
-	// StaleContainer fires for both and reaches the webhook, which records a
-	// warning for each and removes the preview one.
-	eventually(t, "a warning for each stale instance", 60*time.Second, func() bool {
-		return db.Count(t, "SELECT count(*) FROM event_log WHERE severity = 'warning' AND instance_id IN ($1, $2)", cleanID, warnID) == 2
+	// Stale, with the earliest automatic cleanup listed.
+	var rows map[string]api.StaleContainer
+	eventually(t, "the preview instances listed stale", 30*time.Second, func() bool {
+		rows = listStale(t, "http://"+exporterAddr, secrets[auth.RoleViewer])
+		return rows[previewA].AutomaticCleanupFrom != "" && rows[previewB].AutomaticCleanupFrom != ""
 	})
-	firing := prom.query(`ALERTS{alertname="StaleContainer", alertstate="firing", instance_id="` + warnID + `"}`)
-	if len(firing) != 1 || firing[0].Metric["action"] != "" || firing[0].Metric["stage_name"] != "production" {
-		t.Fatalf("production StaleContainer alert: %+v, want one without action", firing)
+	staleAt := time.Now()
+	if kept := rows[keptID]; kept.Stale || kept.KeptUntil != api.Forever || kept.KeptBy != "test-operator" || kept.KeepReason != "a demo on Friday" {
+		t.Errorf("the kept instance listed as %+v", kept)
 	}
-	eventually(t, "the preview instance's container removed and its row deleted", 60*time.Second, func() bool {
-		_, err := docker.ContainerInspect(context.Background(), cleanCID, client.ContainerInspectOptions{})
-		return err != nil && db.Count(t, "SELECT count(*) FROM instances WHERE id = $1", cleanID) == 0
-	})
-	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND trigger = 'webhook' AND result = 'removed'", cleanID); n != 1 {
-		t.Fatalf("webhook cleanup jobs that removed the preview instance: %d, want 1", n)
+	eligible := map[string]string{}
+	for _, id := range []string{previewA, previewB} {
+		at, err := time.Parse(time.RFC3339, rows[id].AutomaticCleanupFrom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eligible[id] = at.UTC().Format("2006-01-02 15:04 MST")
 	}
 
-	// The removed instance's alert resolves; the other keeps firing.
-	eventually(t, "the removed instance's alert resolved", 30*time.Second, func() bool {
-		return len(prom.query(`ALERTS{alertname="StaleContainer", instance_id="`+cleanID+`"}`)) == 0
+	// People are told: one message per project and stage.
+	messages := map[string]testenv.Mail{}
+	eventually(t, "an email for shop/preview and one for shop/production", 60*time.Second, func() bool {
+		for _, m := range sink.Mail() {
+			for _, stage := range []string{"preview", "production"} {
+				if _, seen := messages[stage]; !seen && strings.Contains(m.Subject, "in shop/"+stage) {
+					messages[stage] = m
+				}
+			}
+		}
+		return len(messages) == 2
 	})
-	// Several group and repeat intervals later, still one warning per occurrence.
-	time.Sleep(12 * time.Second)
-	for id, name := range map[string]string{cleanID: "preview", warnID: "production"} {
-		if n := db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", id); n != 1 {
-			t.Errorf("%s instance: %d warnings after repeats, want 1", name, n)
+	told := time.Now()
+	if !exists(t, docker, previewACID) || !exists(t, docker, previewBCID) {
+		t.Fatal("a preview instance was removed before people were told")
+	}
+	preview, production := messages["preview"], messages["production"]
+	if !strings.Contains(preview.Subject, "2 stale containers in shop/preview") || !strings.Contains(production.Subject, "1 stale container in shop/production") {
+		t.Errorf("subjects: %q, %q", preview.Subject, production.Subject)
+	}
+	for id, m := range map[string]testenv.Mail{previewA: preview, previewB: preview, warnID: production} {
+		if n := strings.Count(m.Text, "instance "+id+","); n != 1 {
+			t.Errorf("instance %s listed %d times in its group's email, want once:\n%s", id, n, m.Text)
 		}
 	}
-	if n := db.Count(t, "SELECT count(*) FROM alert_occurrences"); n != 2 {
-		t.Errorf("alert occurrences recorded: %d, want 2", n)
+	for _, id := range []string{previewA, previewB} {
+		if want := "removed automatically at " + eligible[id] + " unless kept: stale-exporter keep " + id; !strings.Contains(preview.Text, want) {
+			t.Errorf("the preview email does not say %q:\n%s", want, preview.Text)
+		}
 	}
-	if !exists(t, docker, warnCID) || db.Count(t, "SELECT count(*) FROM instances WHERE id = $1", warnID) != 1 {
-		t.Fatal("the production instance, whose alert has no action label, was removed")
+	for _, m := range sink.Mail() {
+		if strings.Contains(m.Text, keptID) {
+			t.Errorf("people were told about the kept instance:\n%s", m.Text)
+		}
 	}
-	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1", warnID); n != 0 {
-		t.Fatalf("the production instance got %d cleanup jobs", n)
+	if !strings.Contains(production.Text, "not cleaned automatically") || strings.Contains(production.Text, "removed automatically") {
+		t.Errorf("the production email:\n%s", production.Text)
+	}
+
+	// Removal only after the grace.
+	eventually(t, "the preview instances' containers removed and their rows deleted", 90*time.Second, func() bool {
+		return !exists(t, docker, previewACID) && !exists(t, docker, previewBCID) &&
+			db.Count(t, "SELECT count(*) FROM instances WHERE id IN ($1, $2)", previewA, previewB) == 0
+	})
+	removed := time.Now()
+	for _, id := range []string{previewA, previewB} {
+		var finished time.Time
+		var trigger string
+		if err := db.Pool.QueryRow(context.Background(), `SELECT finished_at, trigger FROM cleanup_jobs
+			WHERE instance_id = $1 AND result = 'removed'`, id).Scan(&finished, &trigger); err != nil {
+			t.Fatalf("the removal of %s: %v", id, err)
+		}
+		at, _ := time.Parse(time.RFC3339, rows[id].AutomaticCleanupFrom)
+		if trigger != "webhook" || finished.Before(at) {
+			t.Errorf("instance %s removed at %s by %s, before its grace ended at %s", id, finished.Format(time.RFC3339), trigger, at.Format(time.RFC3339))
+		}
+	}
+	if n := db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE result = 'skipped' AND reason_code = 'grace'"); n != 0 {
+		t.Errorf("%d webhook cleanups asked before the grace: the rule must not ask early", n)
+	}
+	t.Logf("stale (listed) %s after creation; told by email %s later; removed %s after that (grace %s)",
+		staleAt.Sub(created).Round(time.Second), told.Sub(staleAt).Round(time.Second), removed.Sub(told).Round(time.Second), grace)
+
+	// Several group and repeat intervals later, still one warning per alert
+	// occurrence: StaleContainer for each, StaleContainerCleanup for the
+	// removed ones.
+	time.Sleep(8 * time.Second)
+	for id, want := range map[string]int{previewA: 2, previewB: 2, warnID: 1} {
+		if n := db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", id); n != want {
+			t.Errorf("instance %s: %d warnings after repeats, want %d", id, n, want)
+		}
+	}
+	if !exists(t, docker, keptCID) || db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1", keptID) != 0 {
+		t.Fatal("the kept instance was removed or got a job")
+	}
+	if !exists(t, docker, warnCID) || db.Count(t, "SELECT count(*) FROM instances WHERE id = $1", warnID) != 1 ||
+		db.Count(t, "SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1", warnID) != 0 {
+		t.Fatal("the production instance, whose alerts ask for no cleanup, was removed or got a job")
 	}
 
 	// Every dashboard query returns data from this Prometheus.
@@ -207,6 +307,44 @@ func TestPipeline(t *testing.T) {
 			len(prom.query(`ALERTS{alertname="StaleContainer"}`)) == 0
 	})
 	t.Logf("pipeline test took %s", time.Since(started).Round(time.Second))
+}
+
+// listStale reads an exporter's list of stale (and kept) instances.
+func listStale(t *testing.T, base, token string) map[string]api.StaleContainer {
+	t.Helper()
+	status, body := call(t, http.MethodGet, base+"/api/containers/stale", token, "")
+	var rows []api.StaleContainer
+	if err := json.Unmarshal(body, &api.Envelope{Data: &rows}); status != http.StatusOK || err != nil {
+		t.Fatalf("list: %d %s (%v)", status, body, err)
+	}
+	out := map[string]api.StaleContainer{}
+	for _, r := range rows {
+		out[r.InstanceID] = r
+	}
+	return out
+}
+
+// call makes one API request with a bearer token and returns its status and body.
+func call(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, out
 }
 
 // threshold is the exporters' stale threshold in these tests: a container's

@@ -173,7 +173,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	s.admin, s.notifier = tokens[auth.RoleAdmin], tokens[auth.RoleAlertmanager]
 	s.binary = testenv.BuildExporter(t)
 	s.env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+dsn)
-	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + faultThreshold.String(),
+	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + faultThreshold.String(), "--cleanup.grace=0s",
 		"--docker.host=" + front, "--docker.timeout=1s", "--store.timeout=1s", "--cleanup.wait=2s",
 		"--web.write-timeout=10s", "--collector.cache-ttl=200ms", "--collector.scan-interval=1s",
 		"--cleanup.max-stale-ratio=1", "--collector.max-snapshot-age=1m"}

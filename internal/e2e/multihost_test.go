@@ -82,7 +82,7 @@ func TestSeveralDockerHosts(t *testing.T) {
 		// Several hosts: nobody judges what no engine has claimed.
 		h.exporter = testenv.Start(t, env, binary, "--web.listen-address="+h.addr, "--api.tokens-file="+tokensFile,
 			"--docker.host="+dockerHost, "--docker.host-name="+h.name, "--docker.claim-unowned=false",
-			"--stale.threshold="+threshold.String(), "--collector.scan-interval=1s", "--collector.cache-ttl=500ms",
+			"--stale.threshold="+threshold.String(), "--collector.scan-interval=1s", "--collector.cache-ttl=500ms", "--cleanup.grace=0s",
 			"--docker.timeout=2s")
 		testenv.WaitHTTP(t, "http://"+h.addr+"/-/ready", 30*time.Second)
 	}
@@ -130,14 +130,12 @@ func TestSeveralDockerHosts(t *testing.T) {
 		`\[alertmanager:9093\]`:    "[" + amAddrs[0] + ", " + amAddrs[1] + "]",
 		`localhost:9090`:           promAddr,
 	}))
-	amConfig := write(t, filepath.Join(dir, "alertmanager.yml"), shortened(t, "alerts/alertmanager.yml", map[string]string{
-		`http://stale-exporter:9817`:                   "http://" + hosts["a"].addr,
-		`/etc/alertmanager/secrets/alertmanager-token`: credentials,
-		`group_wait: 30s`:                              "group_wait: 1s",
-		`group_interval: 5m`:                           "group_interval: 2s",
-		`repeat_interval: 168h`:                        "repeat_interval: 3s",
-		`repeat_interval: 4h`:                          "repeat_interval: 3s",
-	}))
+	replace := amFiles(t, "http://"+hosts["a"].addr, credentials, testenv.StartSMTPSink(t).Addr)
+	for pattern, with := range map[string]string{`group_wait: 30s`: "group_wait: 1s", `group_interval: 5m`: "group_interval: 2s",
+		`repeat_interval: 96h`: "repeat_interval: 3s", `repeat_interval: 4h`: "repeat_interval: 3s"} {
+		replace[pattern] = with
+	}
+	amConfig := write(t, filepath.Join(dir, "alertmanager.yml"), shortened(t, "alerts/alertmanager.yml", replace))
 	gossip := []string{testenv.FreeAddr(t), testenv.FreeAddr(t)}
 	for i := range amAddrs {
 		testenv.Start(t, nil, alertmanager, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, fmt.Sprint("am", i)),
@@ -169,9 +167,13 @@ func TestSeveralDockerHosts(t *testing.T) {
 	// Two Alertmanagers, several repeat intervals: one warning and one
 	// removal per occurrence.
 	time.Sleep(8 * time.Second)
-	for id, name := range map[string]string{bStaleID: "B's stale", aProdID: "A's production"} {
-		if n := db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", id); n != 1 {
-			t.Errorf("%s instance: %d warnings from two Alertmanagers, want 1", name, n)
+	// B's: StaleContainer and StaleContainerCleanup, one warning each.
+	for id, c := range map[string]struct {
+		name string
+		want int
+	}{bStaleID: {"B's stale", 2}, aProdID: {"A's production", 1}} {
+		if n := db.Count(t, "SELECT count(*) FROM event_log WHERE instance_id = $1 AND severity = 'warning'", id); n != c.want {
+			t.Errorf("%s instance: %d warnings from two Alertmanagers, want %d", c.name, n, c.want)
 		}
 	}
 	if n := db.Count(t, "SELECT count(*) FROM event_log WHERE message LIKE 'removed %'"); n != 1 {

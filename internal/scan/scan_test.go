@@ -13,6 +13,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
+	"github.com/docker-watcher/stale-exporter/store"
 	"github.com/docker-watcher/stale-exporter/store/storetest"
 )
 
@@ -240,4 +241,67 @@ func TestOwnershipByObservation(t *testing.T) {
 			t.Errorf("claim-unowned=%v: owners after the scan %v", claimUnowned, owners)
 		}
 	}
+}
+
+// gatedStore holds a scan after it read the store, until the test opens
+// the gate: a change made meanwhile is one the running scan missed.
+type gatedStore struct {
+	*storetest.Mem
+	read chan struct{} // a read happened
+	gate chan struct{} // closed to let reads return
+}
+
+func (g gatedStore) ReadInventory(ctx context.Context, host string) (store.Inventory, error) {
+	inv, err := g.Mem.ReadInventory(ctx, host)
+	g.read <- struct{}{}
+	<-g.gate
+	return inv, err
+}
+
+// A keep made after a scan read the store, cached or still running, is in
+// the next result: Expire makes callers wait for a scan that started later,
+// those already waiting too.
+func TestExpireOutdatesCachedAndRunningScans(t *testing.T) {
+	created := t0.Add(-48 * time.Hour)
+	engine := &dockertest.Engine{}
+	engine.Add(dockertest.Container{ID: hexID(1), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "a"}, Created: created, FinishedAt: created})
+	in := stale.Instance{ID: "a", ContainerID: hexID(1), CreatedAt: created}
+	st := gatedStore{Mem: mem(7, in), read: make(chan struct{}, 8), gate: make(chan struct{})}
+	clock := &fakeClock{now: t0}
+	scanner := scan.NewScanner(engine, st, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn,
+		Threshold: time.Hour, Now: clock.Now}, CacheTTL: time.Minute, MaxSnapshotAge: time.Hour}, slog.New(slog.DiscardHandler))
+	kept := func(r scan.Result) bool {
+		return r.Snapshot != nil && len(r.Snapshot.Observations) == 1 && r.Snapshot.Observations[0].Verdict.Keep != nil
+	}
+
+	// A scan reads the store; the keep lands while it runs.
+	first := make(chan scan.Result)
+	go func() { first <- scanner.Rescan(context.Background()) }()
+	<-st.read
+	in.Keep = &stale.Keep{By: "test-operator", Reason: "a demo"}
+	st.Put(in)
+	scanner.Expire()
+	second := make(chan scan.Result)
+	go func() { second <- scanner.Result(context.Background()) }()
+	close(st.gate)
+	// Both callers, the one waiting when Expire came and the one after, get
+	// the scan that started after it.
+	for name, ch := range map[string]chan scan.Result{"waiting": first, "after": second} {
+		if r := <-ch; !kept(r) || r.Seq != 2 {
+			t.Fatalf("the caller %s Expire: seq %d, kept %v; want a later scan that sees the keep", name, r.Seq, kept(r))
+		}
+	}
+	<-st.read
+
+	// Cached within the TTL until the next change is announced.
+	in.Keep = nil
+	st.Put(in)
+	if r := scanner.Result(context.Background()); r.Seq != 2 || !kept(r) {
+		t.Fatalf("within the cache TTL: seq %d, want the cached scan 2", r.Seq)
+	}
+	scanner.Expire()
+	if r := scanner.Result(context.Background()); r.Seq != 3 || kept(r) {
+		t.Fatalf("after Expire: seq %d, kept %v; want scan 3 without the keep", r.Seq, kept(r))
+	}
+	<-st.read
 }

@@ -81,6 +81,9 @@ type Scanner struct {
 	good     *stale.Snapshot
 	attempt  time.Time // when the latest scan started
 	seq      uint64    // scans finished
+	// started numbers the scans started; a scan numbered at or below
+	// expired read the store before a change that Expire announced.
+	started, expired uint64
 	// stopped caches Docker's StartedAt and FinishedAt by container id; a
 	// stopped container's are fixed until it runs again.
 	stopped map[string]runTimes
@@ -111,10 +114,13 @@ func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scann
 // Wait blocks until the scans started so far have ended.
 func (s *Scanner) Wait() { s.scans.Wait() }
 
-// Result returns the outcome of a scan no older than the cache TTL, running
-// one if needed. Callers that arrive while a scan runs share it.
+// Result returns the outcome of a scan no older than the cache TTL and
+// started after the latest Expire, running one if needed. Callers that
+// arrive while a scan runs share it.
 func (s *Scanner) Result(ctx context.Context) Result {
-	return s.await(ctx, func() bool { return s.attempt.IsZero() || s.cfg.Now().Sub(s.attempt) > s.cfg.CacheTTL })
+	return s.await(ctx, func() bool {
+		return s.attempt.IsZero() || s.cfg.Now().Sub(s.attempt) > s.cfg.CacheTTL || s.started <= s.expired
+	})
 }
 
 // Rescan runs a fresh scan (or joins the one running) and returns its result.
@@ -122,24 +128,40 @@ func (s *Scanner) Rescan(ctx context.Context) Result {
 	return s.await(ctx, func() bool { return true })
 }
 
-// await starts a scan if none runs and stale() says so, then waits for the
-// running scan, if any, or for ctx.
-func (s *Scanner) await(ctx context.Context, stale func() bool) Result {
+// Expire says the store changed in a way the cached judgement misses (a
+// person kept an instance, or lifted a keep): later callers get a scan
+// started after this call, not the cached one or one already running, so
+// that a list right after a keep shows it.
+func (s *Scanner) Expire() {
 	s.mu.Lock()
-	if s.inflight == nil && stale() {
-		s.startLocked()
-	}
-	done := s.inflight
-	s.mu.Unlock()
-	if done != nil {
+	defer s.mu.Unlock()
+	s.expired = s.started
+}
+
+// await starts a scan if none runs and need() says so, then waits for the
+// running scan, if any, or for ctx. A scan that started before an Expire is
+// waited for and then followed by one that did not.
+func (s *Scanner) await(ctx context.Context, need func() bool) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.inflight == nil && need() {
+			s.startLocked()
+		}
+		done, number := s.inflight, s.started
+		if done == nil {
+			return s.resultLocked()
+		}
+		s.mu.Unlock()
 		select {
 		case <-done:
 		case <-ctx.Done():
 		}
+		s.mu.Lock()
+		if ctx.Err() != nil || number > s.expired {
+			return s.resultLocked()
+		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.resultLocked()
 }
 
 // Run scans every interval until ctx is done, so that last_alive_at
@@ -174,6 +196,7 @@ func (s *Scanner) startLocked() {
 	done := make(chan struct{})
 	s.inflight = done
 	s.attempt = s.cfg.Now()
+	s.started++
 	s.scans.Add(1)
 	go func() {
 		defer s.scans.Done()

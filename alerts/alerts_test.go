@@ -4,9 +4,12 @@
 package alerts_test
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -68,4 +71,46 @@ func TestNotificationTemplate(t *testing.T) {
 		`--template.text={{ template "stale-exporter.html" . }}`, "--template.data=testdata/group.json"); !strings.HasPrefix(html, "<pre>") {
 		t.Errorf("html: %s", html)
 	}
+}
+
+// Every runbook link of the rules points at a heading of the README.
+func TestRunbooksNameReadmeHeadings(t *testing.T) {
+	rules, err := os.ReadFile("stale-exporter.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if heading, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") {
+			anchors[githubAnchor(heading)] = true
+		}
+	}
+	links := regexp.MustCompile(`runbook_url: "[^"#]*README\.md#([^"]+)"`).FindAllStringSubmatch(string(rules), -1)
+	if len(links) == 0 {
+		t.Fatal("no runbook links in the rules")
+	}
+	for _, l := range links {
+		if !anchors[l[1]] {
+			t.Errorf("runbook #%s is no heading of the README", l[1])
+		}
+	}
+}
+
+// githubAnchor is the anchor GitHub gives a heading: lower case, spaces to
+// hyphens, punctuation other than hyphens and underscores dropped.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

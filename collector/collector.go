@@ -49,6 +49,8 @@ var (
 		"Instances no Docker engine owns yet (instances.docker_host NULL), as this exporter's last good scan read them.", hostLabel, nil)
 	judgesUnownedDesc = prometheus.NewDesc(namespace+"_judges_unowned",
 		"1 if this exporter judges and cleans the instances no engine owns (--docker.claim-unowned and the engines registered).", hostLabel, nil)
+	unparsableDesc = prometheus.NewDesc(namespace+"_unparsable_label_instances",
+		"Instances whose docker-watcher labels do not parse, as this exporter's last good scan judged them: never stale until the label is fixed.", hostLabel, nil)
 	reclaimableDesc = prometheus.NewDesc(namespace+"_reclaimable_bytes",
 		"Disk the stale containers hold (writable layers and anonymous volumes), as far as measured.", hostLabel, nil)
 	engineSeenDesc = prometheus.NewDesc(namespace+"_engine_last_seen_timestamp_seconds",
@@ -71,7 +73,7 @@ func New(result scan.Result, dockerHost string) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lastAliveDesc, staleDesc, staleSinceDesc, keptUntilDesc, scanSuccessDesc, scanDurationDesc,
-		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc, unownedDesc, judgesUnownedDesc, reclaimableDesc, engineSeenDesc} {
+		lastScanDesc, dockerUpDesc, storeUpDesc, thresholdDesc, unownedDesc, judgesUnownedDesc, unparsableDesc, reclaimableDesc, engineSeenDesc} {
 		ch <- d
 	}
 }
@@ -96,6 +98,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(thresholdDesc, snap.Threshold.Seconds(), host)
 	gauge(unownedDesc, float64(snap.UnownedCount()), host)
 	gauge(judgesUnownedDesc, boolValue(snap.Scope.Unowned), host)
+	gauge(unparsableDesc, float64(snap.UnparsableCount()), host)
 	gauge(reclaimableDesc, float64(snap.ReclaimableBytes()), host)
 	names := make([]string, 0, len(snap.Engines))
 	for name := range snap.Engines {

@@ -34,6 +34,8 @@ func TestCollectNamesEveryMetric(t *testing.T) {
 			Verdict: stale.Verdict{LastAlive: last, Keep: &stale.Keep{By: "ops"}}},
 		{Instance: stale.Instance{ID: "u", ProjectName: "shop", StageName: "prod", ImageTag: "v3", ContainerID: "c4"},
 			Verdict: stale.Verdict{LastAlive: last, Keep: &stale.Keep{Until: t0.Add(time.Hour)}}},
+		{Instance: stale.Instance{ID: "p", ProjectName: "shop", StageName: "prod", ImageTag: "v4", ContainerID: "c5"},
+			Verdict: stale.Verdict{LastAlive: last, Reason: stale.ReasonPolicyUnparsable}},
 	}}
 	snap.Scope = stale.Scope{Host: "test-engine", Unowned: true}
 	snap.Engines = map[string]time.Time{"test-engine": t0, "other": t0.Add(-time.Hour)}
@@ -46,6 +48,7 @@ instance_last_alive_seconds{container_id="c1",docker_host="test-engine",image_ta
 instance_last_alive_seconds{container_id="c2",docker_host="",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} %[2]d
 instance_last_alive_seconds{container_id="c3",docker_host="",image_tag="v2",instance_id="k",project_name="shop",stage_name="prod"} %[1]d
 instance_last_alive_seconds{container_id="c4",docker_host="",image_tag="v3",instance_id="u",project_name="shop",stage_name="prod"} %[1]d
+instance_last_alive_seconds{container_id="c5",docker_host="",image_tag="v4",instance_id="p",project_name="shop",stage_name="prod"} %[1]d
 # HELP instance_kept_until_seconds Unix time a kept instance's keep ends (+Inf: forever). Only for kept instances.
 # TYPE instance_kept_until_seconds gauge
 instance_kept_until_seconds{container_id="c3",docker_host="",image_tag="v2",instance_id="k",project_name="shop",stage_name="prod"} +Inf
@@ -56,6 +59,7 @@ instance_stale{container_id="c1",docker_host="test-engine",image_tag="pr-1",inst
 instance_stale{container_id="c2",docker_host="",image_tag="v1",instance_id="b",project_name="shop",stage_name="prod"} 0
 instance_stale{container_id="c3",docker_host="",image_tag="v2",instance_id="k",project_name="shop",stage_name="prod"} 0
 instance_stale{container_id="c4",docker_host="",image_tag="v3",instance_id="u",project_name="shop",stage_name="prod"} 0
+instance_stale{container_id="c5",docker_host="",image_tag="v4",instance_id="p",project_name="shop",stage_name="prod"} 0
 # HELP instance_stale_since_seconds Unix time a stale instance became stale: last alive plus its own threshold, or the end of a keep if later. Only for stale instances.
 # TYPE instance_stale_since_seconds gauge
 instance_stale_since_seconds{container_id="c1",docker_host="test-engine",image_tag="pr-1",instance_id="a",project_name="shop",stage_name="preview"} %[5]d
@@ -89,7 +93,10 @@ stale_exporter_store_up{docker_host="test-engine"} 1
 stale_exporter_threshold_seconds{docker_host="test-engine"} 3600
 # HELP stale_exporter_unowned_instances Instances no Docker engine owns yet (instances.docker_host NULL), as this exporter's last good scan read them.
 # TYPE stale_exporter_unowned_instances gauge
-stale_exporter_unowned_instances{docker_host="test-engine"} 3
+stale_exporter_unowned_instances{docker_host="test-engine"} 4
+# HELP stale_exporter_unparsable_label_instances Instances whose docker-watcher labels do not parse, as this exporter's last good scan judged them: never stale until the label is fixed.
+# TYPE stale_exporter_unparsable_label_instances gauge
+stale_exporter_unparsable_label_instances{docker_host="test-engine"} 1
 `, last.Unix(), t0.Unix(), t0.Add(-time.Hour).Unix(), t0.Add(time.Hour).Unix(), last.Add(time.Hour).Unix())
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
@@ -98,8 +105,8 @@ stale_exporter_unowned_instances{docker_host="test-engine"} 3
 	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 4*2+1+2+11 {
-		t.Fatalf("%d series, want 2 per instance, 1 stale since, 2 kept until and 11 of the scan", n)
+	if n := testutil.CollectAndCount(c); n != 5*2+1+2+12 {
+		t.Fatalf("%d series, want 2 per instance, 1 stale since, 2 kept until and 12 of the scan", n)
 	}
 	// No snapshot: the scan's health only, never an instance.
 	if n := testutil.CollectAndCount(collector.New(scan.Result{Seq: 2}, "test-engine"), "instance_stale", "instance_last_alive_seconds"); n != 0 {

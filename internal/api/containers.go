@@ -46,7 +46,7 @@ type StaleContainer struct {
 
 // listed reports whether an observation is a row of the list.
 func listed(o stale.Observation) bool {
-	return o.Verdict.Stale || o.Verdict.Keep != nil || o.Verdict.Reason == stale.ReasonPolicyUnparsable
+	return o.Verdict.Stale || o.Verdict.Keep != nil || o.Verdict.Reason.Unparsable()
 }
 
 func (a *API) row(o stale.Observation, scannedAt time.Time) StaleContainer {

@@ -48,6 +48,18 @@ func (s *Snapshot) UnownedCount() int {
 	return n
 }
 
+// UnparsableCount is the number of instances whose docker-watcher labels
+// do not parse (never stale until fixed).
+func (s *Snapshot) UnparsableCount() int {
+	n := 0
+	for _, o := range s.Observations {
+		if o.Verdict.Reason.Unparsable() {
+			n++
+		}
+	}
+	return n
+}
+
 // ReclaimableBytes is the disk the measured stale containers hold.
 func (s *Snapshot) ReclaimableBytes() int64 {
 	var n int64

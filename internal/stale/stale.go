@@ -113,6 +113,12 @@ func (c Container) Keep() (kept, unparsable bool) {
 // Reason says why an instance is or is not stale.
 type Reason string
 
+// Unparsable reports whether the reason is a docker-watcher label that does
+// not parse: the instance is protected, and someone should fix the label.
+func (r Reason) Unparsable() bool {
+	return r == ReasonKeepUnparsable || r == ReasonPolicyUnparsable
+}
+
 // The outcomes of the stale rule.
 const (
 	ReasonStale    Reason = "stale"

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -237,6 +238,10 @@ type ContainerSpec struct {
 	Start bool
 	// Exit makes a started container exit at once.
 	Exit bool
+	// Fill, with Exit, has the container write this many 4 KiB files before
+	// it exits: into its anonymous volume if it has one, else its
+	// writable layer.
+	Fill int
 	// RestartAlways restarts the container with its engine.
 	RestartAlways bool
 	// Name names the container (the engine picks one otherwise).
@@ -256,6 +261,13 @@ func NewContainer(tb testing.TB, cli *client.Client, spec ContainerSpec) string 
 	cfg := &container.Config{Image: Image(tb, cli), Labels: spec.Labels}
 	if spec.Exit {
 		cfg.Cmd = []string{"exit"}
+		if spec.Fill > 0 {
+			dir := spec.AnonymousVolume
+			if dir == "" {
+				dir = "/fill"
+			}
+			cfg.Cmd = append(cfg.Cmd, strconv.Itoa(spec.Fill), dir)
+		}
 	}
 	host := &container.HostConfig{NetworkMode: "none"}
 	if spec.AnonymousVolume != "" {

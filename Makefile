@@ -23,7 +23,8 @@ vet:
 	$(GO) vet ./...
 
 bench: test-deps
-	$(GO) test -p 1 -run '^$$' -bench . -benchtime 20x ./collector/
+	$(GO) test -p 1 -run '^$$' -bench 'Scan' -benchtime 20x ./internal/scan/
+	$(GO) test -p 1 -run '^$$' -bench 'MeasureStale' -benchtime 5x ./internal/scan/
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 5x ./cleanup/
 
 # Installs and starts what it needs, then runs the exporter (scripts/run.sh).

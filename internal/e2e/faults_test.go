@@ -46,7 +46,16 @@ const (
 	// under the same name over and over while the faults go on; the row
 	// holds the name.
 	kindRedeploy = "redeploy"
+	kindHeld     = "held"      // stale, and kept forever by a person through the API
+	kindNever    = "never"     // stopped, labelled docker-watcher.stale-after=NEVER
+	kindBadLabel = "bad-label" // stopped, with a stale-after label that does not parse
+	// kindLifted: kept by a person until the third fault, whose keep is
+	// then lifted: protected before, removable after.
+	kindLifted = "lifted"
 )
+
+// liftPhase is the fault before whose load the kindLifted keeps are lifted.
+const liftPhase = 3
 
 // platformTables are the platform's tables as a platform with text ids that
 // are not UUIDs keeps them (the suite's ids are "chaos-..."), with an
@@ -110,6 +119,7 @@ type suite struct {
 	mu        sync.Mutex
 	statuses  map[string]map[int]int // request kind -> status -> count
 	phase     atomic.Int64
+	lifted    atomic.Bool
 }
 
 func TestFaultsKeepRecordsTrue(t *testing.T) {
@@ -173,7 +183,7 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	s.admin, s.notifier = tokens[auth.RoleAdmin], tokens[auth.RoleAlertmanager]
 	s.binary = testenv.BuildExporter(t)
 	s.env = append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+dsn)
-	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + faultThreshold.String(), "--cleanup.grace=0s",
+	s.args = []string{"--api.tokens-file=" + tokensFile, "--stale.threshold=" + faultThreshold.String(), "--cleanup.grace=3s",
 		"--docker.host=" + front, "--docker.timeout=1s", "--store.timeout=1s", "--cleanup.wait=2s",
 		"--web.write-timeout=10s", "--collector.cache-ttl=200ms", "--collector.scan-interval=1s",
 		"--cleanup.max-stale-ratio=1", "--collector.max-snapshot-age=1m"}
@@ -183,6 +193,12 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	}
 	for i := range s.addrs {
 		s.startExporter(i)
+	}
+	for _, in := range append(s.of(kindHeld), s.of(kindLifted)...) {
+		if status := s.request(http.MethodPost, s.addrs[0], "/api/containers/stale/"+in.id+"/keep", s.admin,
+			`{"until": "forever", "reason": "held through the faults"}`); status != http.StatusOK {
+			t.Fatalf("keep %s: %d", in.id, status)
+		}
 	}
 	keepYoungAlive(t, pool, append(s.of(kindYoung), s.of(kindRedeploy)...))
 	redeploys := s.redeployLoop()
@@ -212,6 +228,9 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 	disagreements := 0
 	for i, f := range faults {
 		s.phase.Store(int64(i + 1))
+		if i+1 == liftPhase {
+			s.liftKeeps()
+		}
 		var load sync.WaitGroup
 		s.load(&load, append(append([]instance{}, s.batches[i]...), s.protected...))
 		time.Sleep(300 * time.Millisecond)
@@ -241,8 +260,22 @@ func TestFaultsKeepRecordsTrue(t *testing.T) {
 		t.Logf("requests %s by status: %v", k, s.statuses[k])
 	}
 	s.mu.Unlock()
-	t.Logf("%d faults injected and survived; %d instances (%d stale removed, %d protected kept); %d disagreements",
-		len(faults), len(s.instances), s.removedCount(), len(s.protected), disagreements)
+	rows, err := pool.Query(ctx, "SELECT reason_code, count(*) FROM cleanup_jobs WHERE result = 'skipped' GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var code string
+		var n int
+		err := r.Scan(&code, &n)
+		return fmt.Sprintf("%s=%d", code, n), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cleanups skipped by code: %s", strings.Join(skipped, " "))
+	t.Logf("%d faults injected and survived; %d instances (%d removed, %d of them kept until the keep was lifted; %d protected kept); %d disagreements",
+		len(faults), len(s.instances), s.removedCount(), len(s.of(kindLifted)), len(s.protected)-len(s.of(kindLifted)), disagreements)
 }
 
 func (s *suite) startExporter(i int) {
@@ -319,7 +352,9 @@ func (s *suite) createInstances(batches, size int) {
 	}
 	for range 2 {
 		s.protected = append(s.protected, add(kindKept, map[string]string{stale.LabelKeep: "TRUE"}, false),
-			add(kindYoung, nil, false), add(kindReplaced, nil, false), add(kindShared, nil, false), add(kindRedeploy, nil, false))
+			add(kindYoung, nil, false), add(kindReplaced, nil, false), add(kindShared, nil, false), add(kindRedeploy, nil, false),
+			add(kindHeld, nil, false), add(kindNever, map[string]string{stale.LabelStaleAfter: "NEVER"}, false),
+			add(kindBadLabel, map[string]string{stale.LabelStaleAfter: "soon"}, false), add(kindLifted, nil, false))
 	}
 	s.instances = append(s.instances, s.protected...)
 }
@@ -466,10 +501,28 @@ func (s *suite) alert(in instance) string {
 
 var httpClient = &http.Client{Timeout: 15 * time.Second}
 
-// post sends a request and returns its status (0 when the exporter could
-// not be reached, as while it is killed).
+// liftKeeps lifts the keeps of the kindLifted instances: they are stale
+// again at once, their grace counting from now.
+func (s *suite) liftKeeps() {
+	s.t.Helper()
+	for _, in := range s.of(kindLifted) {
+		if status := s.request(http.MethodDelete, s.addrs[0], "/api/containers/stale/"+in.id+"/keep", s.admin, ""); status != http.StatusOK {
+			s.t.Fatalf("lift the keep of %s: %d", in.id, status)
+		}
+	}
+	s.lifted.Store(true)
+}
+
+// post sends a POST and returns its status (0 when the exporter could not
+// be reached, as while it is killed).
 func (s *suite) post(addr, path, token, body string) int {
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, bytes.NewReader([]byte(body)))
+	return s.request(http.MethodPost, addr, path, token, body)
+}
+
+// request sends a request and returns its status, 0 when the exporter could
+// not be reached.
+func (s *suite) request(method, addr, path, token, body string) int {
+	req, _ := http.NewRequest(method, "http://"+addr+path, bytes.NewReader([]byte(body)))
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -483,7 +536,7 @@ func (s *suite) post(addr, path, token, body string) int {
 		Success *bool `json:"success"`
 	}
 	if json.NewDecoder(res.Body).Decode(&env) != nil || env.Success == nil {
-		s.t.Errorf("POST %s: %d without the JSON envelope", path, res.StatusCode)
+		s.t.Errorf("%s %s: %d without the JSON envelope", method, path, res.StatusCode)
 	}
 	return res.StatusCode
 }
@@ -545,6 +598,31 @@ func (s *suite) exists(id string) bool {
 	return true
 }
 
+// checkKeep checks a kept instance's keep and its record: held forever, or
+// lifted (ended) once liftKeeps ran; one keep event, and one lift event once
+// lifted; a removed instance's keep goes with its row.
+func (s *suite) checkKeep(after string, in instance, row bool) int {
+	s.t.Helper()
+	lifted := in.kind == kindLifted && s.lifted.Load()
+	keeps := s.query("SELECT count(*) FROM stale_exporter_keeps WHERE instance_id = $1", in.id)
+	forever := s.query("SELECT count(*) FROM stale_exporter_keeps WHERE instance_id = $1 AND until IS NULL", in.id)
+	keepEvents := s.query("SELECT count(*) FROM event_log WHERE instance_id = $1 AND message LIKE 'instance % kept forever by %'", in.id)
+	liftEvents := s.query("SELECT count(*) FROM event_log WHERE instance_id = $1 AND message LIKE 'keep of instance % lifted by %'", in.id)
+	wantKeeps, wantForever, wantLifts := 1, 1, 0
+	if lifted {
+		wantForever, wantLifts = 0, 1
+		if !row {
+			wantKeeps = 0
+		}
+	}
+	if keeps != wantKeeps || forever != wantForever || keepEvents != 1 || liftEvents != wantLifts {
+		s.t.Errorf("%s: %s instance %s: %d keeps (%d forever), %d keep and %d lift events; want %d (%d), 1 and %d",
+			after, in.kind, in.id, keeps, forever, keepEvents, liftEvents, wantKeeps, wantForever, wantLifts)
+		return 1
+	}
+	return 0
+}
+
 // checkInvariant checks every instance: its container, row, jobs and events
 // agree; only stale instances were removed; final asks that all were.
 func (s *suite) checkInvariant(after string, final bool) int {
@@ -563,7 +641,10 @@ func (s *suite) checkInvariant(after string, final bool) int {
 		container := s.exists(in.containerID)
 		removedJobs := s.query("SELECT count(*) FROM cleanup_jobs WHERE instance_id = $1 AND result = 'removed'", in.id)
 		removalEvents := s.query("SELECT count(*) FROM event_log WHERE instance_id = $1 AND message LIKE 'removed %'", in.id)
-		removable := in.kind == kindStale || in.kind == kindNamed
+		removable := in.kind == kindStale || in.kind == kindNamed || (in.kind == kindLifted && s.lifted.Load())
+		if in.kind == kindHeld || in.kind == kindLifted {
+			bad += s.checkKeep(after, in, row)
+		}
 		switch {
 		case removable && !row:
 			if container || removedJobs != 1 || removalEvents != 1 {
@@ -595,6 +676,9 @@ func (s *suite) checkInvariant(after string, final bool) int {
 	}
 	if n := s.query("SELECT count(*) FROM cleanup_jobs WHERE state <> 'done'"); n != 0 {
 		fail("%d jobs still in flight", n)
+	}
+	if n := s.query("SELECT count(*) FROM cleanup_jobs WHERE result = 'skipped' AND reason_code = 'grace' AND trigger <> 'webhook'"); n != 0 {
+		fail("%d cleanups asked by a person refused for the grace", n)
 	}
 	if w, o := s.query("SELECT count(*) FROM event_log WHERE severity = 'warning' AND message LIKE '%is stale'"),
 		s.query("SELECT count(*) FROM alert_occurrences"); w != o {

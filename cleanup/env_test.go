@@ -135,12 +135,12 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	}, reg, logger)
 
 	e := &env{t: t, db: db, docker: docker, engine: engine, scanner: scanner, svc: svc, reg: reg, tokens: map[auth.Role]string{}}
-	var tokens *auth.Tokens
+	var tokens *auth.Keyring
 	if !opts.noTokens {
 		var path string
 		path, e.tokens = testenv.Tokens(t, t.TempDir(), auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin, auth.RoleAlertmanager)
 		var err error
-		if tokens, err = auth.LoadTokens(path); err != nil {
+		if tokens, err = auth.OpenKeyring(path); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/docker-watcher/stale-exporter/internal/app"
-	"github.com/docker-watcher/stale-exporter/internal/auth"
 	operator "github.com/docker-watcher/stale-exporter/internal/cli"
 	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/secrets"
@@ -76,9 +75,7 @@ func main() {
 	serve.Flag("store.retention", "Delete this service's finished jobs, alert occurrences and own events older than this (0: keep all).").
 		Default("2160h").DurationVar(&f.Retention)
 
-	tokenCmd := cli.Command("token", "Print a new random API token and its tokens-file entry.")
-	tokenName := tokenCmd.Flag("name", "Name of the token, shown in the audit log.").Required().String()
-	tokenRole := tokenCmd.Flag("role", "Role of the token.").Required().Enum(auth.RoleNames()...)
+	tokens := addTokenCommands(cli)
 
 	healthCmd := cli.Command("healthcheck", "Exit 0 if the exporter at --url is ready (for container health checks).")
 	healthURL := healthCmd.Flag("url", "Readiness URL.").Default("http://127.0.0.1:9817/-/ready").String()
@@ -122,9 +119,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)
 		}
-	case tokenCmd.FullCommand():
-		if err := auth.WriteNewToken(os.Stdout, *tokenName, auth.Role(*tokenRole)); err != nil {
-			fmt.Fprintln(os.Stderr, "stale-exporter token:", err)
+	case tokens.token.FullCommand(), tokens.add.FullCommand(), tokens.remove.FullCommand():
+		if err := tokens.run(command, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)
 		}
 	}
@@ -139,5 +136,16 @@ func run(cfg app.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the tokens file, as POST /-/reload does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := exporter.Reload(); err != nil {
+				logger.Error("reload on SIGHUP", "err", err)
+			}
+		}
+	}()
 	return exporter.Run(ctx)
 }

@@ -225,3 +225,87 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	}
 }
+
+// Tokens from the commands, as an operator adds them: tokens add edits the
+// file, token's entry is appended to it, SIGHUP reloads it; the token
+// itself is never in the file.
+func TestTokensCommandsAndReload(t *testing.T) {
+	binary := testenv.BuildExporter(t)
+	testenv.Docker(t)
+	db := storetest.New(t)
+	file := filepath.Join(t.TempDir(), "tokens.yml")
+	command := func(args ...string) (string, string) {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String(), stderr.String()
+	}
+	admin, _ := command("tokens", "add", "--file="+file, "--name=admin", "--role=admin")
+	admin = strings.TrimSpace(admin)
+	addr := testenv.FreeAddr(t)
+	exporter := testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary,
+		"--web.listen-address="+addr, "--api.tokens-file="+file)
+	testenv.WaitHTTP(t, "http://"+addr+"/-/ready", 20*time.Second)
+	status := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/engines", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := status(admin); got != http.StatusOK {
+		t.Fatalf("the token tokens add made: %d", got)
+	}
+	var viewers []string
+	for _, name := range []string{"grafana", "ana"} {
+		entry, secret := command("token", "--name="+name, "--role=viewer")
+		lines := strings.Split(strings.TrimSpace(secret), "\n")
+		viewers = append(viewers, lines[len(lines)-1])
+		f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(entry); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	raw, _ := os.ReadFile(file)
+	for _, secret := range append(viewers, admin) {
+		if strings.Contains(string(raw), secret) {
+			t.Fatalf("a token is in the file:\n%s", raw)
+		}
+	}
+	if got := status(viewers[1]); got != http.StatusUnauthorized {
+		t.Fatalf("an appended token before the reload: %d", got)
+	}
+	if err := exporter.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status(viewers[1]) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the appended tokens not accepted 10s after SIGHUP")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := status(viewers[0]); got != http.StatusOK {
+		t.Fatalf("the first appended token after the reload: %d", got)
+	}
+	// A file broken by hand: SIGHUP keeps the tokens in force.
+	writeFile(t, file, "tokens: [\n")
+	if err := exporter.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if got := status(admin); got != http.StatusOK {
+		t.Fatalf("after a SIGHUP with a broken file: %d, want the tokens in force", got)
+	}
+}

@@ -28,9 +28,9 @@ import (
 
 // Config tunes the HTTP API.
 type Config struct {
-	// auth.Tokens are the accepted bearer tokens; nil means no tokens file, and
-	// then every mutating endpoint is closed.
-	Tokens *auth.Tokens
+	// Tokens are the accepted bearer tokens, reloadable (POST /-/reload);
+	// nil means no tokens file, and then every mutating endpoint is closed.
+	Tokens *auth.Keyring
 	// Wait bounds how long a cleanup request waits for its job.
 	Wait time.Duration
 	// MaxPerRequest caps a bulk cleanup.
@@ -106,6 +106,7 @@ func (a *API) Register(r *httprouter.Router) {
 	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
 	r.GET("/api/engines", a.route("list_engines", readRoles, false, a.listEngines))
 	r.DELETE("/api/engines/:name", a.route("forget_engine", adminRoles, true, a.forgetEngine))
+	r.POST("/-/reload", a.route("reload", adminRoles, true, a.reload))
 	// A path with a trailing or doubled slash is not redirected (an empty
 	// 307): under /api it is an unknown endpoint, answered in JSON.
 	r.RedirectTrailingSlash = false

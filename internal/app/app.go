@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
+	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
@@ -127,6 +128,7 @@ type App struct {
 	scanner   *scan.Scanner
 	service   *cleanup.Service
 	server    *http.Server
+	tokens    *auth.Keyring
 }
 
 // New validates cfg, binds the listen addresses, opens the store (applying
@@ -140,7 +142,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger}
+	a := &App{cfg: cfg, logger: logger, tokens: tokens}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -163,7 +165,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}
 	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.Unowned)
-	return a, a.build(tokens)
+	return a, a.build()
 }
 
 // openStore opens the store and applies the migrations; the start log says

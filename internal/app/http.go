@@ -17,14 +17,13 @@ import (
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/internal/api"
-	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
 // build makes the scanner, the cleanup service, the registry and the HTTP
 // server over them.
-func (a *App) build(tokens *auth.Tokens) error {
+func (a *App) build() error {
 	cfg := a.cfg
 	a.scanner = scan.NewScanner(a.docker, a.store, scan.Config{
 		Config:         a.judging(),
@@ -56,7 +55,7 @@ func (a *App) build(tokens *auth.Tokens) error {
 
 	router := httprouter.New()
 	api.New(a.service, a.scanner, a.store, api.Config{
-		Tokens:        tokens,
+		Tokens:        a.tokens,
 		Wait:          cfg.CleanupWait,
 		MaxPerRequest: cfg.MaxPerRequest,
 		MaxBodyBytes:  maxBodyBytes,

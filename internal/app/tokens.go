@@ -13,7 +13,7 @@ import (
 
 // loadTokens reads the tokens file, and refuses basic auth in the web config
 // beside it: the toolkit would answer 401 to every bearer token.
-func loadTokens(cfg Config, logger *slog.Logger) (*auth.Tokens, error) {
+func loadTokens(cfg Config, logger *slog.Logger) (*auth.Keyring, error) {
 	if cfg.TokensFile == "" {
 		logger.Warn("no --api.tokens-file: cleanup endpoints and the webhook are closed")
 		return nil, nil
@@ -34,7 +34,29 @@ func loadTokens(cfg Config, logger *slog.Logger) (*auth.Tokens, error) {
 		logger.Warn("the tokens file may be read or written by others than its owner: chmod 600 it",
 			"file", cfg.TokensFile, "mode", fmt.Sprintf("%#o", info.Mode().Perm()))
 	}
-	return auth.LoadTokens(cfg.TokensFile)
+	k, err := auth.OpenKeyring(cfg.TokensFile)
+	if err != nil {
+		return nil, err
+	}
+	if k.Len() == 0 {
+		logger.Warn("the tokens file holds no tokens: cleanup endpoints and the webhook refuse every request until tokens are added (stale-exporter tokens add) and reloaded",
+			"file", cfg.TokensFile)
+	}
+	return k, nil
+}
+
+// Reload reads the tokens file again (SIGHUP, POST /-/reload). On error the
+// tokens in force stay, and the error says why.
+func (a *App) Reload() error {
+	if a.tokens == nil {
+		return errors.New("no --api.tokens-file to reload")
+	}
+	n, err := a.tokens.Reload()
+	if err != nil {
+		return err
+	}
+	a.logger.Info("tokens reloaded", "tokens", n, "file", a.tokens.Path())
+	return nil
 }
 
 func basicAuthUsers(path string) (int, error) {

@@ -75,7 +75,8 @@ func LoadTokens(path string) (*Tokens, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	var f tokensFile
-	if err := dec.Decode(&f); err != nil {
+	// An empty file holds no tokens, like tokens: with nothing after it.
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse tokens file %s: %w", path, err)
 	}
 	// A second YAML document would be silently dropped by a reader that
@@ -107,11 +108,13 @@ func LoadTokens(path string) (*Tokens, error) {
 		names[e.Name] = true
 		t.tokens = append(t.tokens, token{name: e.Name, role: e.Role, digest: digest})
 	}
-	if len(t.tokens) == 0 {
-		return nil, fmt.Errorf("tokens file %s: no tokens", path)
-	}
 	return t, nil
 }
+
+// Len is the number of tokens. A file with none is valid, and refuses
+// every request that needs a token: a package installs one, and tokens are
+// added to it later (AddToken) and reloaded.
+func (t *Tokens) Len() int { return len(t.tokens) }
 
 // errNoCredentials and errBadCredentials are answered with 401.
 var (
@@ -141,8 +144,8 @@ func (t *Tokens) Authenticate(header string) (name string, role Role, err error)
 
 // NewToken makes a random token and the entry that accepts it.
 func NewToken(name string, role Role) (string, TokenEntry, error) {
-	if name == "" {
-		return "", TokenEntry{}, errors.New("token name is empty")
+	if err := checkName(name); err != nil {
+		return "", TokenEntry{}, err
 	}
 	if !role.valid() {
 		return "", TokenEntry{}, fmt.Errorf("role %q: want one of %s", role, strings.Join(RoleNames(), ", "))
@@ -165,16 +168,33 @@ func FormatEntries(entries ...TokenEntry) (string, error) {
 	return string(out), nil
 }
 
-// WriteNewToken makes a token and writes it, with its tokens-file entry, to w.
-func WriteNewToken(w io.Writer, name string, role Role) error {
-	secret, entry, err := NewToken(name, role)
+// FormatEntry renders one entry as an item of the tokens: list, indented as
+// FormatEntries indents them, so that it can be appended to a tokens file
+// (one that starts with "tokens:") any number of times.
+func FormatEntry(e TokenEntry) string {
+	return fmt.Sprintf("  - name: %s\n    role: %s\n    sha256: %s\n", yamlScalar(e.Name), e.Role, e.SHA256)
+}
+
+// yamlScalar is a name as YAML reads it back exactly.
+func yamlScalar(s string) string {
+	out, err := yaml.Marshal(s)
+	if err != nil {
+		return fmt.Sprintf("%q", s)
+	}
+	return strings.TrimSuffix(string(out), "\n")
+}
+
+// WriteNewToken makes a token, writes its tokens-file entry to entry and
+// the token itself, once, to secret: the entry alone can go into the file
+// (stale-exporter token ... >> tokens.yml), never the token.
+func WriteNewToken(entry, secret io.Writer, name string, role Role) error {
+	token, e, err := NewToken(name, role)
 	if err != nil {
 		return err
 	}
-	file, err := FormatEntries(entry)
-	if err != nil {
+	if _, err := io.WriteString(entry, FormatEntry(e)); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "# Token (shown once; give it to the client):\n# %s\n# Entry for --api.tokens-file:\n%s", secret, file)
+	_, err = fmt.Fprintf(secret, "Token of %s (role %s), shown once; give it to the client:\n%s\n", name, role, token)
 	return err
 }

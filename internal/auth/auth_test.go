@@ -18,7 +18,6 @@ func TestLoadTokensRefusesBadFiles(t *testing.T) {
 		"duplicate":             {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n  - {name: a, role: admin, sha256: " + digest + "}\n", "twice"},
 		"one digest, two roles": {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n  - {name: b, role: admin, sha256: " + strings.ToUpper(digest) + "}\n", "same sha256"},
 		"unknown field":         {"tokens:\n  - {name: a, role: viewer, token: secret}\n", "token"},
-		"empty":                 {"tokens: []\n", "no tokens"},
 		"not YAML":              {"tokens: [\n", "parse"},
 		"two documents":         {"tokens:\n  - {name: a, role: viewer, sha256: " + digest + "}\n---\ntokens:\n  - {name: b, role: admin, sha256: " + digest[1:] + "0}\n", "more than one YAML document"},
 	} {

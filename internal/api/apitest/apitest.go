@@ -180,6 +180,8 @@ type Server struct {
 	Engines *Engines
 	Reg     *prometheus.Registry
 	Tokens  map[auth.Role]string
+	// TokensFile is the file the tokens are read from, and reloaded.
+	TokensFile string
 }
 
 // Options tune a Server: NoTokens serves without a tokens file; Scan is
@@ -193,12 +195,11 @@ type Options struct {
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := &Server{t: t, Cleaner: &Cleaner{}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry()}
-	var tokens *auth.Tokens
+	var tokens *auth.Keyring
 	if !opts.NoTokens {
-		var path string
-		path, s.Tokens = testenv.Tokens(t, t.TempDir(), auth.Roles...)
+		s.TokensFile, s.Tokens = testenv.Tokens(t, t.TempDir(), auth.Roles...)
 		var err error
-		if tokens, err = auth.LoadTokens(path); err != nil {
+		if tokens, err = auth.OpenKeyring(s.TokensFile); err != nil {
 			t.Fatal(err)
 		}
 	}

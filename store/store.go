@@ -8,7 +8,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"sort"
 	"strings"
 
@@ -27,31 +29,75 @@ const migrationLockKey = 0x5741_4c45 // "WALE"
 type Store struct {
 	pool  *pgxpool.Pool
 	shape Shape
+	// where is the server's host and port, for errors (never the DSN).
+	where string
 }
 
 // Open connects to the database named by dsn and checks that it answers.
 // Errors never contain the DSN, which may hold a password.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := New(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns the store of a connection string without connecting: the
+// pool connects when first used, so that the exporter can start while
+// PostgreSQL is down. Only a string that does not parse is an error (never
+// quoted: it may hold a password).
+func New(dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New("parse store DSN: invalid connection string")
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store pool: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to store at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	return &Store{pool: pool, shape: defaultShape(), where: fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port)}, nil
+}
+
+// Unreachable reports whether an error says the store could not be reached
+// (no connection, a connection lost, a timeout, a server starting, shutting
+// down or full), which waiting may cure; anything else, such as a password
+// refused, a database that does not exist or a schema that does not fit,
+// is the configuration's to fix.
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
 	}
-	return &Store{pool: pool, shape: defaultShape()}, nil
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006", "08001", "08004":
+			// admin_shutdown, crash_shutdown, cannot_connect_now,
+			// too_many_connections, connection exceptions.
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
 
 // Close releases all connections.
 func (s *Store) Close() { s.pool.Close() }
 
 // Ping reports whether the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to store at %s: %w", s.where, err)
+	}
+	return nil
+}
 
 // Migrate applies the embedded migrations that have not been applied yet,
 // under an advisory lock so that replicas starting together take turns,

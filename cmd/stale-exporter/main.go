@@ -33,6 +33,7 @@ func main() {
 	serve := cli.Command("serve", "Run the exporter (the default).").Default()
 	var f app.Config
 	f.Web = kingpinflag.AddFlags(serve, ":9817")
+	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.TelemetryPath)
 	serve.Flag("web.read-timeout", "Longest time to read a whole request, body included.").Default("30s").DurationVar(&f.ReadTimeout)
 	serve.Flag("web.write-timeout", "Longest time to answer a request; must outlast --cleanup.wait.").Default("1m").DurationVar(&f.WriteTimeout)
 	serve.Flag("web.idle-timeout", "How long an idle keep-alive connection is kept.").Default("1m").DurationVar(&f.IdleTimeout)
@@ -132,7 +133,7 @@ func run(cfg app.Config, logger *slog.Logger) error {
 	logger.Info("starting stale-exporter", "version", version.Info(), "build_context", version.BuildContext())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	exporter, err := app.New(ctx, cfg, logger)
+	exporter, err := app.New(cfg, logger)
 	if err != nil {
 		return err
 	}

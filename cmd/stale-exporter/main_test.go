@@ -3,17 +3,20 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/moby/moby/client"
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
@@ -30,6 +33,8 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 	webConfig := filepath.Join(dir, "web.yml")
 	writeFile(t, tokens, "tokens:\n  - {name: a, role: admin, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}\n")
 	writeFile(t, webConfig, "basic_auth_users:\n  ops: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n")
+	// A platform whose instances table lacks what the contract needs.
+	misfit := storetest.Platform(t, "CREATE TABLE instances (id integer PRIMARY KEY)")
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -41,15 +46,13 @@ func TestStartupErrorsAreOneClearLine(t *testing.T) {
 			"--web.config.file=" + webConfig},
 		"Docker host with a password": {"--store.dsn=" + db.DSN, "--docker.host=tcp://ops:s3cret@127.0.0.1:1",
 			"--docker.timeout=2s"},
-		"negative threshold":           {"--store.dsn=" + db.DSN, "--stale.threshold=-1h"},
-		"threshold over 100 years":     {"--store.dsn=" + db.DSN, "--stale.threshold=900000h"},
-		"write timeout under the wait": {"--store.dsn=" + db.DSN, "--web.write-timeout=5s"},
-		"unreachable store":            {"--store.dsn=postgres://u:s3cret@127.0.0.1:1/db?connect_timeout=2"},
-		"bad DSN":                      {"--store.dsn=postgres://u:s3cret@[::1"},
-		"unreachable Docker": {"--store.dsn=" + db.DSN, "--docker.host=unix:///nonexistent/docker.sock",
-			"--docker.timeout=2s"},
-		"no workers":          {"--store.dsn=" + db.DSN, "--cleanup.workers=0"},
-		"missing tokens file": {"--store.dsn=" + db.DSN, "--api.tokens-file=/nonexistent/tokens.yml"},
+		"negative threshold":                  {"--store.dsn=" + db.DSN, "--stale.threshold=-1h"},
+		"threshold over 100 years":            {"--store.dsn=" + db.DSN, "--stale.threshold=900000h"},
+		"write timeout under the wait":        {"--store.dsn=" + db.DSN, "--web.write-timeout=5s"},
+		"bad DSN":                             {"--store.dsn=postgres://u:s3cret@[::1"},
+		"a platform schema that does not fit": {"--store.dsn=" + misfit, "--docker.timeout=2s"},
+		"no workers":                          {"--store.dsn=" + db.DSN, "--cleanup.workers=0"},
+		"missing tokens file":                 {"--store.dsn=" + db.DSN, "--api.tokens-file=/nonexistent/tokens.yml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(binary, append(args, "--web.listen-address="+testenv.FreeAddr(t))...)
@@ -307,5 +310,84 @@ func TestTokensCommandsAndReload(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := status(admin); got != http.StatusOK {
 		t.Fatalf("after a SIGHUP with a broken file: %d, want the tokens in force", got)
+	}
+}
+
+// Started while PostgreSQL and Docker are away, the exporter serves /metrics
+// saying so, is not ready and answers the API 503; it comes up by itself,
+// migrations and all, once they are back.
+func TestStartsWithoutItsBackends(t *testing.T) {
+	binary := testenv.BuildExporter(t)
+	testenv.Docker(t)
+	dsn := testenv.Database(t) // empty: the exporter migrates it once it answers
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	network, target := "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	if strings.HasPrefix(cfg.Host, "/") {
+		network, target = "unix", filepath.Join(cfg.Host, fmt.Sprintf(".s.PGSQL.%d", cfg.Port))
+	}
+	postgres := testenv.NewForwarder(t, filepath.Join(dir, ".s.PGSQL.5432"), network, target)
+	engine := testenv.NewForwarder(t, filepath.Join(dir, "docker.sock"), "unix", "/var/run/docker.sock")
+	addr := testenv.FreeAddr(t)
+	testenv.Start(t, nil, binary, "--web.listen-address="+addr, "--docker.host-name=test-engine",
+		"--store.dsn=host="+dir+" port=5432 dbname="+cfg.Database, "--docker.host=unix://"+filepath.Join(dir, "docker.sock"),
+		"--docker.timeout=2s", "--store.timeout=2s")
+	base := "http://" + addr
+	testenv.WaitHTTP(t, base+"/-/healthy", 20*time.Second)
+	metricsSay := func(want ...string) bool {
+		body, _ := get(t, base+"/metrics")
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				return false
+			}
+		}
+		return true
+	}
+	const host = `{docker_host="test-engine"}`
+	if !metricsSay("stale_exporter_store_up"+host+" 0", "stale_exporter_docker_up"+host+" 0", "stale_exporter_scan_success"+host+" 0",
+		"stale_exporter_build_info") {
+		body, _ := get(t, base+"/metrics")
+		t.Fatalf("/metrics while both are away:\n%s", body)
+	}
+	if body, status := get(t, base+"/-/ready"); status != http.StatusServiceUnavailable || !strings.Contains(body, "PostgreSQL and Docker") {
+		t.Fatalf("/-/ready while both are away: %d %s", status, body)
+	}
+	body, status := get(t, base+"/api/containers/stale")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"starting"`) {
+		t.Fatalf("the API while both are away: %d %s", status, body)
+	}
+
+	postgres.Start()
+	waitFor(t, "store_up 1 once PostgreSQL is back", 30*time.Second, func() bool {
+		return metricsSay("stale_exporter_store_up"+host+" 1", "stale_exporter_docker_up"+host+" 0")
+	})
+	if body, status := get(t, base+"/-/ready"); status != http.StatusServiceUnavailable || !strings.Contains(body, "Docker") {
+		t.Fatalf("/-/ready while Docker is away: %d %s", status, body)
+	}
+	engine.Start()
+	waitFor(t, "ready once Docker is back too", 30*time.Second, func() bool {
+		_, status := get(t, base+"/-/ready")
+		return status == http.StatusOK
+	})
+	if !metricsSay("stale_exporter_scan_success"+host+" 1", "stale_exporter_store_up"+host+" 1", "stale_exporter_docker_up"+host+" 1") {
+		body, _ := get(t, base+"/metrics")
+		t.Fatalf("/metrics once started:\n%s", body)
+	}
+	if _, status := get(t, base+"/api/containers/stale"); status != http.StatusOK {
+		t.Fatalf("the API once started: %d", status)
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %s", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

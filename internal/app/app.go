@@ -11,9 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/docker-watcher/stale-exporter/cleanup"
@@ -42,9 +46,11 @@ type WebFlags = web.FlagConfig
 
 // Config is everything the process is started with.
 type Config struct {
-	Web          *WebFlags
-	StoreDSN     string
-	StoreTimeout time.Duration
+	Web *WebFlags
+	// TelemetryPath is where the metrics are served (--web.telemetry-path).
+	TelemetryPath string
+	StoreDSN      string
+	StoreTimeout  time.Duration
 	// DockerAddr is the engine's API address (--docker.host).
 	DockerAddr    string
 	DockerTimeout time.Duration
@@ -98,6 +104,8 @@ func (c Config) Validate() error {
 	case c.WriteTimeout <= 2*c.DockerTimeout:
 		return fmt.Errorf("--web.write-timeout (%s) must outlast a scrape's wait for a scan (twice --docker.timeout, %s)",
 			c.WriteTimeout, 2*c.DockerTimeout)
+	case !strings.HasPrefix(c.TelemetryPath, "/") || c.TelemetryPath == "/" || isReserved(c.TelemetryPath):
+		return fmt.Errorf("--web.telemetry-path %q must be a path of its own (not /, /api/... or /-/...)", c.TelemetryPath)
 	case c.MaxRequests < 0:
 		return fmt.Errorf("--web.max-requests must not be negative, got %d", c.MaxRequests)
 	case c.JobExpiry < 0 || c.Retention < 0:
@@ -118,23 +126,36 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// App is a started exporter, ready to Run.
+// isReserved reports whether a path is the API's or the process's.
+func isReserved(path string) bool {
+	return path == "/api" || strings.HasPrefix(path, "/api/") || path == "/-" || strings.HasPrefix(path, "/-/")
+}
+
+// App is an exporter bound to its listeners, ready to Run.
 type App struct {
 	cfg       Config
 	logger    *slog.Logger
 	listeners []net.Listener
+	tokens    *auth.Keyring
 	store     *store.Store
 	docker    *docker.Engine
-	scanner   *scan.Scanner
-	service   *cleanup.Service
-	server    *http.Server
-	tokens    *auth.Keyring
+	// reg holds the process's metrics from the start, and the scans' and
+	// cleanups' once the backends have answered.
+	reg     *prometheus.Registry
+	handler swapHandler
+	server  *http.Server
+	// waiting is what the exporter waits for until the backends answer.
+	waiting waiting
+	// Made once PostgreSQL and Docker have answered (start).
+	scanner *scan.Scanner
+	service *cleanup.Service
 }
 
-// New validates cfg, binds the listen addresses, opens the store (applying
-// migrations) and connects to Docker. Nothing runs yet; on error everything
-// opened is closed again.
-func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err error) {
+// New validates cfg, reads the tokens, binds the listeners and makes the
+// store's pool and the Docker client without reaching either: a
+// configuration error is an error here, an unreachable backend is not.
+// Nothing runs yet; on error everything opened is closed again.
+func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -142,7 +163,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger, tokens: tokens}
+	a := &App{cfg: cfg, logger: logger, tokens: tokens, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -151,100 +172,71 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err := a.listen(); err != nil {
 		return nil, err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := a.openStore(startCtx); err != nil {
-		return nil, err
-	}
-	if a.docker, err = docker.Connect(startCtx, cfg.DockerAddr, cfg.DockerTimeout); err != nil {
-		return nil, err
-	}
-	if a.cfg.DockerHostName == "" {
-		if a.cfg.DockerHostName, err = a.docker.Name(startCtx); err != nil {
-			return nil, err
-		}
-	}
-	logger.Info("watching Docker engine", "docker_host", a.cfg.DockerHostName, "claim_unowned", cfg.Unowned)
-	return a, a.build()
-}
-
-// openStore opens the store and applies the migrations; the start log says
-// which shape of the platform's tables it found.
-func (a *App) openStore(ctx context.Context) error {
-	dsn := a.cfg.StoreDSN
+	dsn := cfg.StoreDSN
 	if dsn == "" {
 		dsn = LocalDSN
-		a.logger.Info("no --store.dsn: using the local PostgreSQL", "dsn", LocalDSN)
+		logger.Info("no --store.dsn: using the local PostgreSQL", "dsn", LocalDSN)
 	}
-	var err error
-	if a.store, err = store.Open(ctx, dsn); err != nil {
-		return err
+	if a.store, err = store.New(dsn); err != nil {
+		return nil, err
 	}
-	if err := a.store.Migrate(ctx); err != nil {
-		return err
+	if a.docker, err = docker.New(cfg.DockerAddr, cfg.DockerTimeout); err != nil {
+		return nil, err
 	}
-	shape := a.store.Shape()
-	a.logger.Info("store fits the contract", "instance_ids", shape.IDTypes["instances"], "settings_key_value", shape.SettingsKeyValue,
-		"events_to", shape.EventTable)
-	if shape.EventMisfit != "" {
-		a.logger.Warn("events go to stale_exporter_events: the platform's event_log does not fit", "reason", shape.EventMisfit)
+	a.reg.MustRegister(
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	a.waiting.set("PostgreSQL and Docker", scan.Result{})
+	starting, err := a.startingRouter()
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	a.handler.set(starting)
+	a.server = &http.Server{
+		Handler:           &a.handler,
+		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return a, nil
 }
 
-// judging is how this exporter judges, the same for its scans and cleanups.
-func (a *App) judging() stale.Config {
-	return stale.Config{Threshold: a.cfg.Threshold, Host: a.cfg.DockerHostName, Unowned: a.cfg.Unowned}
-}
-
-func (a *App) listen() error {
-	if a.cfg.Web == nil || a.cfg.Web.WebListenAddresses == nil || len(*a.cfg.Web.WebListenAddresses) == 0 {
-		return errors.New("no --web.listen-address")
-	}
-	for _, addr := range *a.cfg.Web.WebListenAddresses {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		a.listeners = append(a.listeners, ln)
-	}
-	return nil
-}
-
-// Addrs are the addresses the App listens on.
-func (a *App) Addrs() []net.Addr {
-	out := make([]net.Addr, len(a.listeners))
-	for i, ln := range a.listeners {
-		out[i] = ln.Addr()
-	}
-	return out
-}
-
-// Run serves until ctx ends or serving fails, then stops in order: the
-// listeners (in-flight requests get up to 10s), then the cleanup workers
-// (each finishes the job it holds) and the scans, then Docker and the store.
+// Run serves until ctx ends or serving fails. It waits for PostgreSQL and
+// Docker (serving /metrics with store_up and docker_up 0 meanwhile, not
+// ready, the API answering 503), then applies the migrations, checks the
+// contract and starts the scans and the cleanup workers. It stops in order:
+// the listeners (in-flight requests get up to 10s), then the cleanup
+// workers (each finishes the job it holds) and the scans, then Docker and
+// the store. A configuration error found on the way (a password refused,
+// a schema that does not fit) ends it with that error.
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Add(2)
+	started := make(chan error, 1)
+	work.Add(1)
 	go func() {
 		defer work.Done()
-		a.scanner.Run(workCtx, a.cfg.ScanInterval)
-	}()
-	go func() {
-		defer work.Done()
-		a.service.Run(workCtx)
+		started <- a.start(workCtx, &work)
 	}()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ServeMultiple(a.listeners, a.server, a.cfg.Web, a.logger) }()
 	var err error
-	select {
-	case err = <-serveErr:
-		err = fmt.Errorf("serve HTTP: %w", err)
-	case <-ctx.Done():
-		a.logger.Info("shutting down")
+	for done := false; !done; {
+		select {
+		case err = <-serveErr:
+			err, done = fmt.Errorf("serve HTTP: %w", err), true
+		case err = <-started:
+			done = err != nil
+		case <-ctx.Done():
+			a.logger.Info("shutting down")
+			done = true
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -253,7 +245,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopWork()
 	work.Wait()
-	a.scanner.Wait()
+	if a.scanner != nil {
+		a.scanner.Wait()
+	}
 	return err
 }
 
@@ -267,6 +261,15 @@ func (a *App) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
+}
+
+// Addrs are the addresses the App listens on.
+func (a *App) Addrs() []net.Addr {
+	out := make([]net.Addr, len(a.listeners))
+	for i, ln := range a.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
 }
 
 // Healthcheck returns nil if the exporter at url (its readiness endpoint)

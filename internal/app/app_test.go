@@ -27,7 +27,7 @@ func config(dsn string) app.Config {
 		CacheTTL: time.Second, ScanInterval: time.Minute, MaxSnapshotAge: time.Minute, Workers: 1, MaxPerRequest: 10,
 		MaxStaleRatio: 0.5, CleanupWait: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute,
 		IdleTimeout: time.Minute, MaxRequests: 10, DockerHostName: "in-process", Unowned: stale.UnownedOn,
-		Web: &app.WebFlags{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &empty},
+		Web: &app.WebFlags{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &empty}, TelemetryPath: "/metrics",
 	}
 }
 
@@ -44,6 +44,10 @@ func TestValidate(t *testing.T) {
 		"claim-unowned yes":            func(c *app.Config) { c.Unowned = "yes" },
 		"negative job expiry":          func(c *app.Config) { c.JobExpiry = -time.Hour },
 		"retention under a day":        func(c *app.Config) { c.Retention = time.Hour },
+		"telemetry path relative":      func(c *app.Config) { c.TelemetryPath = "metrics" },
+		"telemetry path the root":      func(c *app.Config) { c.TelemetryPath = "/" },
+		"telemetry path in the API":    func(c *app.Config) { c.TelemetryPath = "/api/metrics" },
+		"telemetry path of /-/":        func(c *app.Config) { c.TelemetryPath = "/-/ready" },
 	} {
 		c := config("")
 		change(&c)
@@ -69,7 +73,7 @@ func TestTokensFileWithLoosePermissionsWarns(t *testing.T) {
 		var logs bytes.Buffer
 		cfg := config(db.DSN)
 		cfg.TokensFile = path
-		exporter, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		exporter, err := app.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,12 +91,13 @@ func TestRunInProcess(t *testing.T) {
 	testenv.Docker(t)
 	db := storetest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	exporter, err := app.New(ctx, config(db.DSN), slog.New(slog.DiscardHandler))
+	exporter, err := app.New(config(db.DSN), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- exporter.Run(ctx) }()
+	testenv.WaitHTTP(t, "http://"+exporter.Addrs()[0].String()+"/-/ready", 20*time.Second)
 	res, err := http.Get("http://" + exporter.Addrs()[0].String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

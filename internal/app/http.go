@@ -3,14 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
@@ -21,9 +18,9 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
 
-// build makes the scanner, the cleanup service, the registry and the HTTP
-// server over them.
-func (a *App) build() error {
+// build makes the scanner, the cleanup service, their metrics and the full
+// router over them, once the backends have answered.
+func (a *App) build() (http.Handler, error) {
 	cfg := a.cfg
 	a.scanner = scan.NewScanner(a.docker, a.store, scan.Config{
 		Config:         a.judging(),
@@ -32,14 +29,8 @@ func (a *App) build() error {
 		Timeout:        4 * cfg.DockerTimeout,
 		Adopt:          cfg.Adopt,
 	}, a.logger)
-	reg := prometheus.NewRegistry()
 	// The exporter's own metrics carry the engine it watches.
-	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: a.cfg.DockerHostName}, reg)
-	reg.MustRegister(
-		versioncollector.NewCollector(exporterName),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: cfg.DockerHostName}, a.reg)
 	a.service = cleanup.NewService(a.store, a.docker, a.scanner, cleanup.Config{
 		Config:        a.judging(),
 		Workers:       cfg.Workers,
@@ -62,13 +53,7 @@ func (a *App) build() error {
 		StoreTimeout:  cfg.StoreTimeout,
 		Grace:         cfg.Grace,
 	}, own, a.logger).Register(router)
-	router.Handler(http.MethodGet, "/metrics", collector.NewHandler(a.scanner, reg, a.cfg.DockerHostName, collector.HandlerOpts{
-		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
-	}, a.logger))
-	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintln(w, "Healthy")
-	})
-	router.HandlerFunc(http.MethodGet, "/-/ready", func(w http.ResponseWriter, r *http.Request) {
+	ready := func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
 		defer cancel()
 		if err := a.store.Ping(ctx); err != nil {
@@ -76,27 +61,53 @@ func (a *App) build() error {
 			return
 		}
 		_, _ = fmt.Fprintln(w, "Ready")
+	}
+	landing, err := a.processRoutes(router, a.scanner, ready)
+	if err != nil {
+		return nil, err
+	}
+	router.NotFound = api.NotFound(landing)
+	return router, nil
+}
+
+// startingRouter serves while the exporter waits for its backends: the
+// process's endpoints, /metrics with the backends as last tried (store_up,
+// docker_up; no instance), /-/ready 503, and every API path a JSON 503.
+func (a *App) startingRouter() (http.Handler, error) {
+	router := httprouter.New()
+	ready := func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, a.waiting.reason(), http.StatusServiceUnavailable)
+	}
+	landing, err := a.processRoutes(router, &a.waiting, ready)
+	if err != nil {
+		return nil, err
+	}
+	router.NotFound = api.Starting(a.waiting.reason, landing)
+	return router, nil
+}
+
+// processRoutes adds the endpoints both routers serve (health, readiness,
+// metrics) and returns the landing page, for the paths no route serves.
+func (a *App) processRoutes(router *httprouter.Router, results collector.Results, ready http.HandlerFunc) (http.Handler, error) {
+	cfg := a.cfg
+	router.Handler(http.MethodGet, cfg.TelemetryPath, collector.NewHandler(results, a.reg, cfg.DockerHostName, collector.HandlerOpts{
+		MaxRequests: cfg.MaxRequests, Timeout: 2 * cfg.DockerTimeout,
+	}, a.logger))
+	router.HandlerFunc(http.MethodGet, "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "Healthy")
 	})
+	router.HandlerFunc(http.MethodGet, "/-/ready", ready)
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "stale-exporter",
 		Description: "Containers a deploy platform left behind",
 		Version:     version.Info(),
 		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics"},
+			{Address: cfg.TelemetryPath, Text: "Metrics"},
 			{Address: "/api/containers/stale", Text: "Stale containers (JSON)"},
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("landing page: %w", err)
+		return nil, fmt.Errorf("landing page: %w", err)
 	}
-	router.NotFound = api.NotFound(landing)
-	a.server = &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: min(10*time.Second, cfg.ReadTimeout),
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
-	}
-	return nil
+	return landing, nil
 }

@@ -31,6 +31,9 @@ var (
 	// ErrConflict: the engine refused, the container runs (a removal is
 	// never forced).
 	ErrConflict = errors.New("container is running")
+	// ErrNoName: the engine answered /info without a name, so the
+	// exporter cannot name it; waiting does not help.
+	ErrNoName = errors.New("the Docker engine reports no name: set --docker.host-name")
 )
 
 // Engine is one Docker engine.
@@ -43,18 +46,43 @@ type Engine struct {
 // Connect opens a client of the engine at addr and negotiates the API
 // version; every later call is bounded by timeout.
 func Connect(ctx context.Context, addr string, timeout time.Duration) (*Engine, error) {
+	e, err := New(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Ping(ctx); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// New returns the adapter of the engine at addr without reaching it, so
+// that the exporter can start while Docker is down; only an address the
+// client cannot use is an error.
+func New(addr string, timeout time.Duration) (*Engine, error) {
+	if u, err := url.Parse(addr); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			// The Engine API never reads a password from the address; one
+			// there is a secret in every process listing, doing nothing.
+			return nil, fmt.Errorf("docker host %s holds a password, which Docker does not use: authenticate with TLS client certificates", RedactAddr(addr))
+		}
+	}
 	c, err := client.New(client.WithHost(addr))
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %s", RedactAddr(addr), redactIn(err, addr))
 	}
-	e := &Engine{client: c, addr: addr, timeout: timeout}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return &Engine{client: c, addr: addr, timeout: timeout}, nil
+}
+
+// Ping reaches the engine and settles the API version both speak.
+func (e *Engine) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("connect to Docker at %s: %s", RedactAddr(addr), redactIn(err, addr))
+	if _, err := e.client.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("connect to Docker at %s: %s", RedactAddr(e.addr), redactIn(err, e.addr))
 	}
-	return e, nil
+	return nil
 }
 
 // Close releases the client.
@@ -72,7 +100,7 @@ func (e *Engine) Name(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("read the name of the Docker engine at %s (or set --docker.host-name): %s", RedactAddr(e.addr), redactIn(err, e.addr))
 	}
 	if info.Info.Name == "" {
-		return "", errors.New("the Docker engine reports no name: set --docker.host-name")
+		return "", ErrNoName
 	}
 	return info.Info.Name, nil
 }

@@ -29,23 +29,32 @@ func New(tb testing.TB) *DB {
 	return NewShaped(tb, "")
 }
 
+// Platform creates a fresh database holding only the platform's tables as
+// platformSQL makes them, not migrated, and returns its DSN.
+func Platform(tb testing.TB, platformSQL string) string {
+	tb.Helper()
+	dsn := testenv.Database(tb)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, platformSQL); err != nil {
+		tb.Fatalf("create the platform's tables: %v", err)
+	}
+	return dsn
+}
+
 // NewShaped creates a fresh database, runs platformSQL in it (the platform's
 // own tables, shaped as a test needs), then migrates and opens it.
 func NewShaped(tb testing.TB, platformSQL string) *DB {
 	tb.Helper()
 	dsn := testenv.Database(tb)
-	ctx := context.Background()
 	if platformSQL != "" {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			tb.Fatalf("connect: %v", err)
-		}
-		_, err = conn.Exec(ctx, platformSQL)
-		conn.Close(ctx)
-		if err != nil {
-			tb.Fatalf("create the platform's tables: %v", err)
-		}
+		dsn = Platform(tb, platformSQL)
 	}
+	ctx := context.Background()
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mdlayher/vsock"
 	"github.com/moby/moby/client"
 
 	"github.com/docker-watcher/stale-exporter/internal/auth"
@@ -390,4 +391,76 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// The listeners of the exporter-toolkit's flags: the sockets systemd passes
+// (--web.systemd-socket, here from systemd-socket-activate, as the .socket
+// unit does), and vsock:// addresses, which work where the kernel has the
+// transport and fail with a clear line where it does not.
+func TestToolkitListeners(t *testing.T) {
+	binary := testenv.BuildExporter(t)
+	testenv.Docker(t)
+	db := storetest.New(t)
+	activate := testenv.Binary(t, "systemd-socket-activate")
+	addr := testenv.FreeAddr(t)
+	testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), activate, "--listen="+addr,
+		binary, "--web.systemd-socket", "--web.telemetry-path=/stale-metrics")
+	testenv.WaitHTTP(t, "http://"+addr+"/-/ready", 20*time.Second)
+	if body, status := get(t, "http://"+addr+"/stale-metrics"); status != http.StatusOK || !strings.Contains(body, "stale_exporter_scan_success") {
+		t.Fatalf("metrics on the systemd socket at --web.telemetry-path: %d\n%.300s", status, body)
+	}
+	if _, status := get(t, "http://"+addr+"/metrics"); status == http.StatusOK {
+		t.Error("/metrics still served beside --web.telemetry-path")
+	}
+
+	// Without systemd's sockets, --web.systemd-socket is one clear line.
+	out, err := exec.Command(binary, "--web.systemd-socket", "--store.dsn="+db.DSN).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "systemd passed no listening socket") {
+		t.Fatalf("--web.systemd-socket without sockets: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(binary, "--web.listen-address=vsock://:19117", "--store.dsn="+db.DSN)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		// This kernel has no vsock transport: the line says so.
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "listen on vsock://:19117") ||
+			strings.Contains(stderr.String(), "too many colons") {
+			t.Fatalf("vsock where the kernel refuses it: %v\n%s", err, stderr.String())
+		}
+		t.Logf("vsock refused here, clearly: %s", lastLine(stderr.String()))
+	case <-time.After(3 * time.Second):
+		// Listening on vsock: it serves there (through the loopback
+		// transport, where the kernel has it) and stops on SIGTERM.
+		if !strings.Contains(stderr.String(), ":19117") {
+			t.Errorf("vsock listener not logged:\n%s", stderr.String())
+		}
+		if conn, err := vsock.Dial(vsock.Local, 19117, nil); err != nil {
+			t.Logf("no vsock loopback to request through: %v", err)
+		} else {
+			c := http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+			res, err := c.Get("http://vsock/-/healthy")
+			if err != nil {
+				t.Errorf("GET /-/healthy over vsock: %v", err)
+			} else if res.Body.Close(); res.StatusCode != http.StatusOK {
+				t.Errorf("GET /-/healthy over vsock: %s", res.Status)
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-done; err != nil {
+			t.Fatalf("vsock listener: exit %v\n%s", err, stderr.String())
+		}
+		t.Log("vsock listened on here")
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

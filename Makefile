@@ -1,13 +1,17 @@
 GO ?= go
 BIN := stale-exporter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
-	-X github.com/prometheus/common/version.Revision=$(shell git rev-parse HEAD 2>/dev/null)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) \
+	-X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X $(VERSION_PKG).Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null) \
+	-X $(VERSION_PKG).BuildUser=$(shell id -un)@$(shell hostname) \
+	-X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: build test test-deps vet bench run
+.PHONY: build test test-deps vet bench run dist
 
 build:
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stale-exporter
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stale-exporter
 
 # Installs and starts what the tests need (PostgreSQL, dockerd, Prometheus
 # tools), then vets and runs every test. Packages run one at a time: they
@@ -26,6 +30,10 @@ bench: test-deps
 	$(GO) test -p 1 -run '^$$' -bench 'Scan' -benchtime 20x ./internal/scan/
 	$(GO) test -p 1 -run '^$$' -bench 'MeasureStale' -benchtime 5x ./internal/scan/
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 5x ./cleanup/
+
+# A snapshot release into dist/: tarballs, .deb, .rpm, checksums (scripts/dist.sh).
+dist:
+	bash scripts/dist.sh
 
 # Installs and starts what it needs, then runs the exporter (scripts/run.sh).
 run:

@@ -96,10 +96,11 @@ func TestDockerImage(t *testing.T) {
 	base := "stale-exporter-test/go:local"
 	importGoImage(t, ctx, docker, base)
 	image := "stale-exporter-test/stale-exporter:local"
-	scratch := "scratch"
+	scratch, version, revision, date := "scratch", "1.2.3-test", "0123456789abcdef0123456789abcdef01234567", "2026-12-01T00:00:00Z"
 	res, err := docker.ImageBuild(ctx, repoContext(t), client.ImageBuildOptions{
 		Tags: []string{image}, Remove: true, ForceRemove: true,
-		BuildArgs: map[string]*string{"GO_IMAGE": &base, "RUNTIME_IMAGE": &scratch},
+		BuildArgs: map[string]*string{"GO_IMAGE": &base, "RUNTIME_IMAGE": &scratch, "VERSION": &version, "REVISION": &revision,
+			"BUILD_DATE": &date},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,9 +123,21 @@ func TestDockerImage(t *testing.T) {
 		t.Errorf("image is %d MiB, want a small static image", inspect.Size>>20)
 	}
 
+	for label, want := range map[string]string{
+		"org.opencontainers.image.version": version, "org.opencontainers.image.revision": revision,
+		"org.opencontainers.image.created": date, "org.opencontainers.image.licenses": "Apache-2.0",
+		"org.opencontainers.image.source": "https://github.com/docker-watcher/stale-exporter",
+	} {
+		if got := inspect.Config.Labels[label]; got != want {
+			t.Errorf("label %s = %q, want %q", label, got, want)
+		}
+	}
 	out, code := runImage(t, ctx, docker, image, nil, "--version")
-	if code != 0 || !strings.Contains(out, "stale-exporter") {
+	if code != 0 || !strings.Contains(out, "stale-exporter, version "+version) || !strings.Contains(out, "revision: "+revision) {
 		t.Fatalf("--version: exit %d\n%s", code, out)
+	}
+	if size := imageFileSize(t, ctx, docker, image, "/etc/ssl/certs/ca-certificates.crt"); size < 1000 {
+		t.Errorf("the CA bundle in the image is %d bytes", size)
 	}
 	// As in compose: the init container writes the secrets into a fresh
 	// named volume as the non-root user.
@@ -145,6 +158,24 @@ func TestDockerImage(t *testing.T) {
 	if code == 0 {
 		t.Fatalf("healthcheck of nothing succeeded:\n%s", out)
 	}
+}
+
+// imageFileSize is the size of a file in an image, from a container made
+// and never started.
+func imageFileSize(t *testing.T, ctx context.Context, docker *client.Client, image, path string) int64 {
+	t.Helper()
+	created, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: image}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+	}()
+	st, err := docker.ContainerStatPath(ctx, created.ID, client.ContainerStatPathOptions{Path: path})
+	if err != nil {
+		t.Fatalf("%s in the image: %v", path, err)
+	}
+	return st.Stat.Size
 }
 
 func runImage(t *testing.T, ctx context.Context, docker *client.Client, image string, mounts []mount.Mount, args ...string) (string, int64) {
@@ -211,6 +242,11 @@ func importGoImage(t *testing.T, ctx context.Context, docker *client.Client, nam
 			err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777})
 		}
 		if err == nil {
+			// As the golang image has them: the CA bundle the runtime
+			// image copies for TLS.
+			err = addFile(tw, "/etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/ca-certificates.crt")
+		}
+		if err == nil {
 			err = tw.Close()
 		}
 		pw.CloseWithError(err)
@@ -237,6 +273,25 @@ func importGoImage(t *testing.T, ctx context.Context, docker *client.Client, nam
 	t.Cleanup(func() {
 		_, _ = docker.ImageRemove(context.Background(), name, client.ImageRemoveOptions{Force: true})
 	})
+}
+
+// addFile writes the file at path into tw as name, with its directories.
+func addFile(tw *tar.Writer, path, name string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(filepath.Dir(name), "/")
+	for i := range parts {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.Join(parts[:i+1], "/") + "/", Mode: 0o755}); err != nil {
+			return err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(raw))}); err != nil {
+		return err
+	}
+	_, err = tw.Write(raw)
+	return err
 }
 
 // addTree writes the files under root into tw below prefix.

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Makes this machine ready for the tests: installs what is missing (Debian,
-# as root), starts PostgreSQL and dockerd if they are not running.
+# as root), starts PostgreSQL and dockerd if they are not running, and gives
+# the tests a PostgreSQL superuser named as the current user (they create
+# and drop a database each). This is the test set-up; running the exporter
+# (scripts/run.sh) needs none of it.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
@@ -10,34 +15,17 @@ command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null ||
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing ${need[*]}: install them or run as root" >&2
-    exit 1
-  fi
-  echo "installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+install_packages "${need[@]}"
 
 if [ -z "${STALE_EXPORTER_TEST_DSN:-}" ]; then
-  if ! pg_isready -q -h /var/run/postgresql; then
-    cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1, $2}')
-    # shellcheck disable=SC2086
-    setsid pg_ctlcluster $cluster start
-  fi
-  for _ in $(seq 1 30); do pg_isready -q -h /var/run/postgresql && break; sleep 1; done
+  start_postgres
   if [ "$(id -u)" = 0 ]; then
     # Tests connect over the socket as the current user.
-    su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'root'\"" | grep -q 1 ||
-      su postgres -c "createuser --superuser root"
+    as_postgres psql -h "$PG_SOCKET_DIR" -p "$PG_PORT" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'root'" | grep -q 1 ||
+      as_postgres createuser -h "$PG_SOCKET_DIR" -p "$PG_PORT" --superuser root
   fi
 fi
 
-if [ -z "${DOCKER_HOST:-}" ] && ! docker info >/dev/null 2>&1; then
-  echo "starting dockerd"
-  # Its own session: it outlives whatever started it.
-  setsid nohup dockerd >/tmp/stale-exporter-dockerd.log 2>&1 </dev/null &
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 /tmp/stale-exporter-dockerd.log >&2; exit 1; }
+if [ -z "${DOCKER_HOST:-}" ]; then
+  start_docker
 fi

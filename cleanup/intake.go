@@ -175,6 +175,14 @@ func (s *Service) RecentJobs(ctx context.Context, limit int) ([]store.Job, error
 	return jobs, s.explain(ctx, "read the recent cleanup jobs", err)
 }
 
+// Jobs reads the jobs of those ids that exist.
+func (s *Service) Jobs(ctx context.Context, ids []int64) ([]store.Job, error) {
+	ctx, done := s.storeDeadline(ctx)
+	defer done()
+	jobs, err := s.store.Jobs(ctx, ids)
+	return jobs, s.explain(ctx, "read cleanup jobs", err)
+}
+
 // storeDeadline bounds a request's store work by the store timeout, and
 // remembers when it started so that explain can say how long it waited.
 func (s *Service) storeDeadline(ctx context.Context) (context.Context, context.CancelFunc) {

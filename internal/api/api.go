@@ -55,6 +55,7 @@ type Cleaner interface {
 	Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) (jobs []store.Job, staleCount int, err error)
 	Wait(ctx context.Context, jobs []store.Job) ([]store.Job, error)
 	RecentJobs(ctx context.Context, limit int) ([]store.Job, error)
+	Jobs(ctx context.Context, ids []int64) ([]store.Job, error)
 	HandleAlert(ctx context.Context, alert cleanup.Alert, requestedBy string) (cleanup.AlertOutcome, error)
 	Keep(ctx context.Context, instanceID string, keep stale.Keep) error
 	Unkeep(ctx context.Context, instanceID, by string) error
@@ -104,6 +105,7 @@ func (a *API) Register(r *httprouter.Router) {
 	}))
 	r.POST("/api/alertmanager/webhook", a.route("webhook", webhookRoles, true, a.webhook))
 	r.GET("/api/cleanups", a.route("list_cleanups", readRoles, false, a.listCleanups))
+	r.GET("/api/cleanups/:job", a.route("get_cleanup", readRoles, false, a.getCleanup))
 	r.GET("/api/engines", a.route("list_engines", readRoles, false, a.listEngines))
 	r.DELETE("/api/engines/:name", a.route("forget_engine", adminRoles, true, a.forgetEngine))
 	r.POST("/-/reload", a.route("reload", adminRoles, true, a.reload))

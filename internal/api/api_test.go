@@ -171,7 +171,12 @@ func TestBadInput(t *testing.T) {
 		{"wrong method", http.MethodDelete, "/api/containers/stale", auth.RoleViewer, "", "", 405, "not allowed"},
 		{"bad limit", http.MethodGet, "/api/cleanups?limit=0", auth.RoleViewer, "", "", 400, "limit"},
 		{"limit twice", http.MethodGet, "/api/cleanups?limit=1&limit=2", auth.RoleViewer, "", "", 400, "2 times"},
-		{"list with a query", http.MethodGet, "/api/containers/stale?x=1", auth.RoleViewer, "", "", 400, "takes none"},
+		{"list with an unknown parameter", http.MethodGet, "/api/containers/stale?x=1", auth.RoleViewer, "", "", 400, "takes project, stage, limit, cursor"},
+		{"list with Project", http.MethodGet, "/api/containers/stale?Project=shop", auth.RoleViewer, "", "", 400, `unknown query parameter "Project"`},
+		{"list limit 0", http.MethodGet, "/api/containers/stale?limit=0", auth.RoleViewer, "", "", 400, "limit must be a number from 1 to 5000"},
+		{"list limit huge", http.MethodGet, "/api/containers/stale?limit=99999999999999999999", auth.RoleViewer, "", "", 400, "limit must be"},
+		{"list limit twice", http.MethodGet, "/api/containers/stale?limit=1&limit=2", auth.RoleViewer, "", "", 400, "given 2 times"},
+		{"list forged cursor", http.MethodGet, "/api/containers/stale?cursor=bm9wZQ", auth.RoleViewer, "", "", 400, "not one this API gave"},
 	} {
 		if c.method == hook {
 			c.method = http.MethodPost
@@ -258,6 +263,9 @@ func TestJobOutcomesAndStatuses(t *testing.T) {
 		}
 		if c.code == "timeout" && !strings.Contains(a.Error, "waited 28s") {
 			t.Errorf("a timeout does not say how long it waited: %q", a.Error)
+		}
+		if loc := a.Header.Get("Location"); (a.Status == http.StatusAccepted) != (loc == "/api/cleanups/1") {
+			t.Errorf("job %+v answered %d with Location %q: a 202, and only a 202, names its job", c.job, a.Status, loc)
 		}
 	}
 	s.Cleaner.Job = func(apitest.Request) (store.Job, error) { return store.Job{}, apitest.ErrStore }
@@ -466,5 +474,34 @@ func TestListShowsKeptInstances(t *testing.T) {
 	}
 	if r := rows[2]; r.InstanceID != "odd" || r.Stale || !strings.Contains(r.Reason, "stale-after") {
 		t.Errorf("row with a label that does not parse: %+v", r)
+	}
+}
+
+// A job is read at the path a 202 names; an id that is not a job is 404,
+// one that is not a number 400.
+func TestGetCleanup(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	s.Cleaner.Job = func(r apitest.Request) (store.Job, error) {
+		return store.Job{ID: 7, InstanceID: r.ID, State: store.JobRunning, Trigger: store.TriggerSingle}, nil
+	}
+	a := s.Do(http.MethodPost, "/api/containers/stale/i1/cleanup", auth.RoleOperator, "", "")
+	if a.Status != http.StatusAccepted || a.Header.Get("Location") != "/api/cleanups/7" {
+		t.Fatalf("a job still running: %d, Location %q", a.Status, a.Header.Get("Location"))
+	}
+	got := s.Do(http.MethodGet, a.Header.Get("Location"), auth.RoleViewer, "", "")
+	var job api.JobView
+	if err := json.Unmarshal(got.Data, &job); err != nil || got.Status != http.StatusOK || job.JobID != 7 || job.InstanceID != "i1" {
+		t.Fatalf("GET %s: %d %s", a.Header.Get("Location"), got.Status, got.Data)
+	}
+	for path, want := range map[string]int{
+		"/api/cleanups/8": http.StatusNotFound, "/api/cleanups/x": http.StatusBadRequest, "/api/cleanups/-1": http.StatusBadRequest,
+		"/api/cleanups/99999999999999999999": http.StatusBadRequest, "/api/cleanups/7?x=1": http.StatusBadRequest,
+	} {
+		if a := s.Do(http.MethodGet, path, auth.RoleViewer, "", ""); a.Status != want {
+			t.Errorf("GET %s: %d, want %d", path, a.Status, want)
+		}
+	}
+	if a := s.Do(http.MethodGet, "/api/cleanups/7", "", "", ""); a.Status != http.StatusUnauthorized {
+		t.Errorf("GET a job without a token: %d", a.Status)
 	}
 }

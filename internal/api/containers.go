@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"time"
 
@@ -79,8 +78,14 @@ func (a *API) row(o stale.Observation, scannedAt time.Time) StaleContainer {
 	return row
 }
 
+// listStale answers a page of the list: stale instances first, the longest
+// since last alive first, then the kept ones and those whose labels do not
+// parse; total counts every row of the query, next_cursor asks for the
+// next page.
 func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {
-	if !noQuery(w, r) {
+	q, err := ParseListQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.StoreTimeout)
@@ -90,20 +95,16 @@ func (a *API) listStale(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no recent successful scan: %v", res.Err), nil)
 		return
 	}
-	out := []StaleContainer{}
+	var rows []StaleContainer
+	var keys []pageKey
 	for _, o := range res.Snapshot.Observations {
 		if listed(o) {
-			out = append(out, a.row(o, res.Snapshot.ScannedAt))
+			rows = append(rows, a.row(o, res.Snapshot.ScannedAt))
+			keys = append(keys, pageKey{Stale: o.Verdict.Stale, LastAlive: o.Verdict.LastAlive, InstanceID: o.Instance.ID})
 		}
 	}
-	// Stale first, the longest stale first.
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Stale != out[j].Stale {
-			return out[i].Stale
-		}
-		return out[i].DaysSinceLastAlive > out[j].DaysSinceLastAlive
-	})
-	writeJSON(w, http.StatusOK, out)
+	out, total, next := page(rows, keys, q)
+	writePage(w, out, total, next)
 }
 
 // JobView is a cleanup job as the API shows it (clients read it too).
@@ -177,6 +178,8 @@ func (a *API) cleanupOne(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	view := viewJob(job)
 	switch {
 	case job.State != store.JobDone:
+		// Still running or retrying: where to read how it ends.
+		w.Header().Set("Location", jobPath(job.ID))
 		writeJSON(w, http.StatusAccepted, view)
 	case job.Result == store.ResultSkipped:
 		writeCodedError(w, http.StatusConflict, job.Code, job.Reason, view)
@@ -223,6 +226,32 @@ func (a *API) bulkCleanup(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		return
 	}
 	writeJSON(w, http.StatusOK, BulkResponse{Stale: staleCount, Requested: len(jobs), Results: viewJobs(jobs)})
+}
+
+// jobPath is where a job is read.
+func jobPath(id int64) string { return "/api/cleanups/" + strconv.FormatInt(id, 10) }
+
+// getCleanup answers one job, as a 202's Location names it.
+func (a *API) getCleanup(w http.ResponseWriter, r *http.Request, ps httprouter.Params, _ string) {
+	if !noQuery(w, r) {
+		return
+	}
+	raw := ps.ByName("job")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("job id %q is not a positive number", raw), nil)
+		return
+	}
+	jobs, err := a.svc.Jobs(r.Context(), []int64{id})
+	if err != nil {
+		a.writeStoreError(w, "could not read the cleanup job", err)
+		return
+	}
+	if len(jobs) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no cleanup job %d", id), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewJob(jobs[0]))
 }
 
 func (a *API) listCleanups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ string) {

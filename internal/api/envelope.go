@@ -13,6 +13,10 @@ type Envelope struct {
 	Data    any    `json:"data,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Code    string `json:"code,omitempty"`
+	// Total and NextCursor page a list: every row the query matches, and
+	// the cursor of the page after this one ("" on the last).
+	Total      *int   `json:"total,omitempty"`
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // The codes of errors that are not a cleanup's refusal.
@@ -44,6 +48,13 @@ func writeJSON(w http.ResponseWriter, status int, data any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(Envelope{Success: true, Data: data})
+}
+
+// writePage answers one page of a list.
+func writePage(w http.ResponseWriter, rows any, total int, next string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(Envelope{Success: true, Data: rows, Total: &total, NextCursor: next})
 }
 
 // writeError answers an error with the code its status implies.

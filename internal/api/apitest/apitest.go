@@ -34,6 +34,8 @@ type Cleaner struct {
 	mu       sync.Mutex
 	Requests []Request
 	Alerts   []cleanup.Alert
+	// answered are the jobs answered, by id.
+	answered map[int64]store.Job
 	// Keeps are the keeps in force, by instance.
 	Keeps map[string]stale.Keep
 	// Job answers a request (default: done, removed, or would_remove);
@@ -55,15 +57,35 @@ func (c *Cleaner) Request(_ context.Context, id string, trigger store.Trigger, r
 	defer c.mu.Unlock()
 	r := Request{ID: id, Trigger: trigger, RequestedBy: requestedBy, DryRun: dryRun}
 	c.Requests = append(c.Requests, r)
-	if c.Job != nil {
-		return c.Job(r)
-	}
-	result := store.ResultRemoved
+	job := store.Job{ID: int64(len(c.Requests)), InstanceID: id, Trigger: trigger, RequestedBy: requestedBy, DryRun: dryRun,
+		State: store.JobDone, Result: store.ResultRemoved}
 	if dryRun {
-		result = store.ResultWouldRemove
+		job.Result = store.ResultWouldRemove
 	}
-	return store.Job{ID: int64(len(c.Requests)), InstanceID: id, Trigger: trigger, RequestedBy: requestedBy, DryRun: dryRun,
-		State: store.JobDone, Result: result}, nil
+	if c.Job != nil {
+		var err error
+		if job, err = c.Job(r); err != nil {
+			return job, err
+		}
+	}
+	if c.answered == nil {
+		c.answered = map[int64]store.Job{}
+	}
+	c.answered[job.ID] = job
+	return job, nil
+}
+
+// Jobs are the jobs answered so far of those ids.
+func (c *Cleaner) Jobs(_ context.Context, ids []int64) ([]store.Job, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []store.Job
+	for _, id := range ids {
+		if j, ok := c.answered[id]; ok {
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 func (c *Cleaner) Bulk(ctx context.Context, limit int, requestedBy string, dryRun bool) ([]store.Job, int, error) {
@@ -132,11 +154,25 @@ func (c *Cleaner) Asked() []Request {
 	return append([]Request(nil), c.Requests...)
 }
 
-// Scans answers a fixed scan result.
-type Scans struct{ R scan.Result }
+// Scans answers the scan result set last.
+type Scans struct {
+	mu sync.Mutex
+	r  scan.Result
+}
 
-// Result answers the fixed result.
-func (s Scans) Result(context.Context) scan.Result { return s.R }
+// Result answers the result set last.
+func (s *Scans) Result(context.Context) scan.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r
+}
+
+// Set makes r the result of the latest scan.
+func (s *Scans) Set(r scan.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.r = r
+}
 
 // Engines is the engine registry in memory: Names registered, Forgot the
 // removals (name by whom), Err fails every call.
@@ -177,6 +213,7 @@ type Server struct {
 	t       testing.TB
 	URL     string
 	Cleaner *Cleaner
+	Scans   *Scans
 	Engines *Engines
 	Reg     *prometheus.Registry
 	Tokens  map[auth.Role]string
@@ -194,7 +231,7 @@ type Options struct {
 // New serves the API until the test ends.
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{t: t, Cleaner: &Cleaner{}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry()}
+	s := &Server{t: t, Cleaner: &Cleaner{}, Scans: &Scans{r: opts.Scan}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry()}
 	var tokens *auth.Keyring
 	if !opts.NoTokens {
 		s.TokensFile, s.Tokens = testenv.Tokens(t, t.TempDir(), auth.Roles...)
@@ -204,7 +241,7 @@ func New(t testing.TB, opts Options) *Server {
 		}
 	}
 	router := httprouter.New()
-	api.New(s.Cleaner, Scans{opts.Scan}, s.Engines, api.Config{Tokens: tokens, Wait: time.Second, MaxPerRequest: 10,
+	api.New(s.Cleaner, s.Scans, s.Engines, api.Config{Tokens: tokens, Wait: time.Second, MaxPerRequest: 10,
 		MaxBodyBytes: 64 << 10, StoreTimeout: time.Second}, s.Reg, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(router)
 	router.NotFound = api.NotFound(http.NotFoundHandler())
 	srv := httptest.NewServer(router)
@@ -224,6 +261,9 @@ type Answer struct {
 	Data    json.RawMessage `json:"data"`
 	Error   string          `json:"error"`
 	Code    string          `json:"code"`
+	// Total and NextCursor page a list.
+	Total      *int   `json:"total"`
+	NextCursor string `json:"next_cursor"`
 }
 
 // Do sends a request with the token of role ("" for none) and decodes the

@@ -109,6 +109,7 @@ func (a *API) Register(r *httprouter.Router) {
 	r.GET("/api/engines", a.route("list_engines", readRoles, false, a.listEngines))
 	r.DELETE("/api/engines/:name", a.route("forget_engine", adminRoles, true, a.forgetEngine))
 	r.POST("/-/reload", a.route("reload", adminRoles, true, a.reload))
+	r.GET("/api/openapi.json", openAPI)
 	// A path with a trailing or doubled slash is not redirected (an empty
 	// 307): under /api it is an unknown endpoint, answered in JSON.
 	r.RedirectTrailingSlash = false

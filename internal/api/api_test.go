@@ -246,11 +246,11 @@ func TestJobOutcomesAndStatuses(t *testing.T) {
 		want int
 		code string
 	}{
-		{store.Job{ID: 1, State: store.JobDone, Result: store.ResultRemoved}, nil, http.StatusOK, ""},
-		{store.Job{ID: 1, State: store.JobPending, Reason: "retrying in 1s"}, nil, http.StatusAccepted, ""},
-		{store.Job{ID: 1, State: store.JobDone, Result: store.ResultSkipped, Code: string(cleanup.CodeRunning), Reason: "container is running"}, nil,
+		{store.Job{ID: 1, Trigger: store.TriggerSingle, State: store.JobDone, Result: store.ResultRemoved}, nil, http.StatusOK, ""},
+		{store.Job{ID: 1, Trigger: store.TriggerSingle, State: store.JobPending, Reason: "retrying in 1s"}, nil, http.StatusAccepted, ""},
+		{store.Job{ID: 1, Trigger: store.TriggerSingle, State: store.JobDone, Result: store.ResultSkipped, Code: string(cleanup.CodeRunning), Reason: "container is running"}, nil,
 			http.StatusConflict, string(cleanup.CodeRunning)},
-		{store.Job{ID: 1, State: store.JobDone, Result: store.ResultFailed, Code: string(cleanup.CodeUnavailable), Reason: "inspect container: EOF"}, nil,
+		{store.Job{ID: 1, Trigger: store.TriggerSingle, State: store.JobDone, Result: store.ResultFailed, Code: string(cleanup.CodeUnavailable), Reason: "inspect container: EOF"}, nil,
 			http.StatusServiceUnavailable, string(cleanup.CodeUnavailable)},
 		{store.Job{}, cleanup.ErrUnknownInstance, http.StatusNotFound, "not_found"},
 		{store.Job{}, apitest.ErrStore, http.StatusServiceUnavailable, "unavailable"},

@@ -43,6 +43,9 @@ type Cleaner struct {
 	Job func(r Request) (store.Job, error)
 	// Alert answers an alert (default: recorded).
 	Alert func(a cleanup.Alert) (cleanup.AlertOutcome, error)
+	// Err fails the reads of jobs and the keeps, as a store that does not
+	// answer would.
+	Err error
 }
 
 // Request is one request the Cleaner was asked.
@@ -79,6 +82,9 @@ func (c *Cleaner) Request(_ context.Context, id string, trigger store.Trigger, r
 func (c *Cleaner) Jobs(_ context.Context, ids []int64) ([]store.Job, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.Err != nil {
+		return nil, c.Err
+	}
 	var out []store.Job
 	for _, id := range ids {
 		if j, ok := c.answered[id]; ok {
@@ -123,6 +129,9 @@ func (c *Cleaner) HandleAlert(_ context.Context, a cleanup.Alert, _ string) (cle
 func (c *Cleaner) Keep(_ context.Context, id string, keep stale.Keep) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.Err != nil {
+		return c.Err
+	}
 	if id == "unknown" {
 		return cleanup.ErrUnknownInstance
 	}
@@ -137,6 +146,9 @@ func (c *Cleaner) Keep(_ context.Context, id string, keep stale.Keep) error {
 func (c *Cleaner) Unkeep(_ context.Context, id, _ string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.Err != nil {
+		return c.Err
+	}
 	if id == "unknown" {
 		return cleanup.ErrUnknownInstance
 	}
@@ -219,19 +231,42 @@ type Server struct {
 	Tokens  map[auth.Role]string
 	// TokensFile is the file the tokens are read from, and reloaded.
 	TokensFile string
+	// Contract checks every answer Do reads against the OpenAPI document.
+	Contract *Contract
 }
 
 // Options tune a Server: NoTokens serves without a tokens file; Scan is
-// the scan result the list and the bulk cleanup see.
+// the scan result the list and the bulk cleanup see; Contract checks the
+// answers (default: one shared by every Server of the test binary).
 type Options struct {
 	NoTokens bool
 	Scan     scan.Result
+	Contract *Contract
+}
+
+var shared struct {
+	once     sync.Once
+	contract *Contract
+	err      error
+}
+
+// sharedContract is the document loaded once for every Server.
+func sharedContract() (*Contract, error) {
+	shared.once.Do(func() { shared.contract, shared.err = LoadContract() })
+	return shared.contract, shared.err
 }
 
 // New serves the API until the test ends.
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{t: t, Cleaner: &Cleaner{}, Scans: &Scans{r: opts.Scan}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry()}
+	s := &Server{t: t, Cleaner: &Cleaner{}, Scans: &Scans{r: opts.Scan}, Engines: &Engines{Names: map[string]bool{"host-a": true}}, Reg: prometheus.NewRegistry(),
+		Contract: opts.Contract}
+	if s.Contract == nil {
+		var err error
+		if s.Contract, err = sharedContract(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var tokens *auth.Keyring
 	if !opts.NoTokens {
 		s.TokensFile, s.Tokens = testenv.Tokens(t, t.TempDir(), auth.Roles...)
@@ -267,8 +302,26 @@ type Answer struct {
 }
 
 // Do sends a request with the token of role ("" for none) and decodes the
-// envelope, failing the test if the answer is not one.
+// envelope, failing the test if the answer is not one, or not as the
+// OpenAPI document says.
 func (s *Server) Do(method, path string, role auth.Role, contentType, body string) Answer {
+	s.t.Helper()
+	res, raw := s.Raw(method, path, role, contentType, body)
+	var a Answer
+	if err := json.Unmarshal(raw, &a); err != nil || res.Header.Get("Content-Type") != "application/json" {
+		s.t.Fatalf("%s %s: %d, not a JSON envelope (%s): %s", method, path, res.StatusCode, res.Header.Get("Content-Type"), raw)
+	}
+	if (res.StatusCode >= 400) != (a.Error != "") || (res.StatusCode >= 400) == a.Success || (res.StatusCode >= 400) != (a.Code != "") {
+		s.t.Fatalf("%s %s: status %d with success=%v error=%q code=%q", method, path, res.StatusCode, a.Success, a.Error, a.Code)
+	}
+	a.Status, a.Header, a.Closed = res.StatusCode, res.Header, res.Close
+	return a
+}
+
+// Raw sends a request as Do does and answers the response (its body read)
+// and the body, failing the test if the answer is not as the OpenAPI
+// document says.
+func (s *Server) Raw(method, path string, role auth.Role, contentType, body string) (*http.Response, []byte) {
 	s.t.Helper()
 	req, err := http.NewRequest(method, s.URL+path, bytes.NewReader([]byte(body)))
 	if err != nil {
@@ -285,16 +338,14 @@ func (s *Server) Do(method, path string, role auth.Role, contentType, body strin
 		s.t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var a Answer
-	if err := json.Unmarshal(raw, &a); err != nil || res.Header.Get("Content-Type") != "application/json" {
-		s.t.Fatalf("%s %s: %d, not a JSON envelope (%s): %s", method, path, res.StatusCode, res.Header.Get("Content-Type"), raw)
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: read the answer: %v", method, path, err)
 	}
-	if (res.StatusCode >= 400) != (a.Error != "") || (res.StatusCode >= 400) == a.Success || (res.StatusCode >= 400) != (a.Code != "") {
-		s.t.Fatalf("%s %s: status %d with success=%v error=%q code=%q", method, path, res.StatusCode, a.Success, a.Error, a.Code)
+	if _, err := s.Contract.Check(req, res.StatusCode, res.Header, raw); err != nil {
+		s.t.Fatal(err)
 	}
-	a.Status, a.Header, a.Closed = res.StatusCode, res.Header, res.Close
-	return a
+	return res, raw
 }
 
 // Counter reads a counter of the API's registry (0 when it has none).

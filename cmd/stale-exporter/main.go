@@ -15,6 +15,7 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"golang.org/x/term"
 
 	"github.com/docker-watcher/stale-exporter/internal/app"
 	operator "github.com/docker-watcher/stale-exporter/internal/cli"
@@ -93,18 +94,18 @@ func main() {
 
 	command := kingpin.MustParse(cli.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
-	switch command {
-	case serve.FullCommand():
+	switch {
+	case command == serve.FullCommand():
 		if err := run(f, logger); err != nil {
 			logger.Error("stale-exporter failed", "err", err)
 			os.Exit(1)
 		}
-	case healthCmd.FullCommand():
+	case command == healthCmd.FullCommand():
 		if err := app.Healthcheck(*healthURL); err != nil {
 			fmt.Fprintln(os.Stderr, "stale-exporter healthcheck:", err)
 			os.Exit(1)
 		}
-	case secretsCmd.FullCommand():
+	case command == secretsCmd.FullCommand():
 		admin, err := secrets.Init(*secretsDir, secretsDB)
 		if err != nil {
 			logger.Error("init secrets", "err", err)
@@ -114,13 +115,13 @@ func main() {
 			// Shown once, in the init container's log, for the operator.
 			fmt.Printf("Created secrets in %s. Admin API token (also in %s): %s\n", *secretsDir, secrets.AdminFile, admin)
 		}
-	case client.List.FullCommand(), client.Cleanup.FullCommand(), client.Keep.FullCommand(), client.Unkeep.FullCommand(),
-		client.Engines.FullCommand(), client.Forget.FullCommand():
-		if err := client.Run(context.Background(), command, os.Stdout); err != nil {
+	case client.Handles(command):
+		terminal := operator.Terminal{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Interactive: term.IsTerminal(int(os.Stdin.Fd()))}
+		if err := client.Run(context.Background(), command, terminal); err != nil {
 			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)
 		}
-	case tokens.token.FullCommand(), tokens.add.FullCommand(), tokens.remove.FullCommand():
+	case tokens.handles(command):
 		if err := tokens.run(command, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintf(os.Stderr, "stale-exporter %s: %v\n", command, err)
 			os.Exit(1)

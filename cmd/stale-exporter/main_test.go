@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -162,72 +163,153 @@ func TestOperatorCommands(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := storetest.New(t)
 	dir := t.TempDir()
-	id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: "pr-9", CreatedAt: time.Now().Add(-time.Hour)})
-	cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
-	db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+	var ids, cids []string
+	for _, tag := range []string{"pr-9", "pr-10"} {
+		id := db.AddInstance(t, storetest.Instance{Project: "shop", Stage: "preview", ImageTag: tag, CreatedAt: time.Now().Add(-time.Hour)})
+		cid := testenv.NewContainer(t, docker, testenv.ContainerSpec{Labels: map[string]string{stale.LabelInstanceID: id}})
+		db.Exec(t, "UPDATE instances SET container_id = $2 WHERE id = $1", id, cid)
+		ids, cids = append(ids, id), append(cids, cid)
+	}
 	tokens, secrets := testenv.Tokens(t, dir, auth.RoleAdmin)
 	secret, tokenFile := secrets[auth.RoleAdmin], filepath.Join(dir, "token")
 	writeFile(t, tokenFile, secret+"\n")
+	certFile, keyFile := testenv.Certificate(t, dir)
+	webConfig := filepath.Join(dir, "web.yml")
+	writeFile(t, webConfig, "tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+"\n")
 	addr := testenv.FreeAddr(t)
-	testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary, "--web.listen-address="+addr,
-		"--api.tokens-file="+tokens, "--stale.threshold=1s", "--collector.cache-ttl=100ms")
-	testenv.WaitHTTP(t, "http://"+addr+"/-/ready", 20*time.Second)
-	time.Sleep(time.Second) // the container ages past the threshold
+	// Every instance is stale here: the mass-stale guard is opened for the
+	// bulk cleanup.
+	testenv.Start(t, append(os.Environ(), "STALE_EXPORTER_STORE_DSN="+db.DSN), binary, "--web.listen-address="+addr, "--web.config.file="+webConfig,
+		"--api.tokens-file="+tokens, "--stale.threshold=1s", "--collector.cache-ttl=100ms", "--cleanup.max-stale-ratio=1")
+	waitFor(t, "the exporter to be ready over TLS", 20*time.Second, func() bool {
+		_, _, code := runCommand(binary, nil, "cleanups", "--url=https://"+addr, "--tls.insecure-skip-verify", "--token-file="+tokenFile)
+		return code == 0
+	})
+	time.Sleep(time.Second) // the containers age past the threshold
 
-	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(binary, args...)
-		cmd.Env = append(os.Environ(), "STALE_EXPORTER_TOKEN=")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return stdout.String(), stderr.String(), code
+	exists := func(cid string) bool {
+		_, err := docker.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{})
+		return err == nil
 	}
-	url := "--url=http://" + addr
-	if out, errOut, code := run("list", url, "--token-file="+tokenFile); code != 0 ||
-		!strings.Contains(out, "DAYS SINCE LAST ALIVE") || !strings.Contains(out, id) || !strings.Contains(out, "pr-9") {
+	run := func(args ...string) (string, string, int) {
+		return runCommand(binary, nil, append(args, "--url=https://"+addr, "--tls.ca-file="+certFile, "--token-file="+tokenFile)...)
+	}
+	if out, errOut, code := run("list"); code != 0 || !strings.Contains(out, "DAYS SINCE LAST ALIVE") || !strings.Contains(out, ids[0]) || !strings.Contains(out, "pr-10") {
 		t.Fatalf("list: %d\n%s%s", code, out, errOut)
 	}
-	if out, _, code := run("cleanup", url, "--token-file="+tokenFile, "--dry-run", id); code != 0 || !strings.Contains(out, id+"\twould_remove") {
+	for project, want := range map[string]int{"shop": 2, "nope": 0} {
+		out, errOut, code := run("list", "-o", "json", "--project", project)
+		var got struct {
+			Total     int               `json:"total"`
+			Instances []json.RawMessage `json:"instances"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Total != want || len(got.Instances) != want {
+			t.Fatalf("list -o json --project %s: %d %v\n%s%s", project, code, err, out, errOut)
+		}
+	}
+	if out, _, code := run("keep", ids[1], "--until", "1h", "--reason", "a demo", "-o", "json"); code != 0 || !strings.Contains(out, `"kept_by": "test-admin"`) {
+		t.Fatalf("keep: %d %s", code, out)
+	}
+	if out, _, code := run("unkeep", ids[1]); code != 0 || out != ids[1]+"\tkeep lifted\n" {
+		t.Fatalf("unkeep: %d %q", code, out)
+	}
+	if out, _, code := run("cleanup", "--dry-run", ids[0]); code != 0 || !strings.Contains(out, ids[0]+"\twould_remove") {
 		t.Fatalf("cleanup --dry-run: %d %s", code, out)
 	}
-	if out, _, code := run("cleanup", url, "--token-file="+tokenFile, "--all", "--dry-run"); code != 0 || !strings.Contains(out, "1 stale, 1 asked") {
-		t.Fatalf("cleanup --all --dry-run: %d %s", code, out)
+	// --all without --yes and without a terminal asks nothing of the exporter.
+	if _, errOut, code := run("cleanup", "--all"); code != 1 || !strings.Contains(errOut, "confirm with --yes") || !exists(cids[0]) || !exists(cids[1]) {
+		t.Fatalf("cleanup --all without --yes: exit %d %s", code, errOut)
 	}
-	cmd := exec.Command(binary, "cleanup", url, id)
-	cmd.Env = append(os.Environ(), "STALE_EXPORTER_TOKEN="+secret)
-	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), id+"\tremoved") {
-		t.Fatalf("cleanup with the token from the environment: %v %s", err, out)
+	out, errOut, code := run("cleanup", "--all", "--yes", "--max", "1")
+	if left := btoi(exists(cids[0])) + btoi(exists(cids[1])); code != 0 || !strings.Contains(out, "2 stale, 1 asked") || !strings.Contains(out, "\tremoved") || left != 1 {
+		t.Fatalf("cleanup --all --yes --max 1: exit %d, %d containers left\n%s%s", code, left, out, errOut)
 	}
-	if _, err := docker.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{}); err == nil {
-		t.Fatal("the container is still there")
+	out, _, code = run("cleanups", "-o", "json", "--limit", "1")
+	var jobs []struct {
+		JobID  int64  `json:"job_id"`
+		Result string `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &jobs); code != 0 || err != nil || len(jobs) != 1 || jobs[0].Result != "removed" {
+		t.Fatalf("cleanups -o json: %d %v %s", code, err, out)
+	}
+	if out, _, code := run("cleanups", fmt.Sprint(jobs[0].JobID)); code != 0 || !strings.Contains(out, "JOB  INSTANCE") || !strings.Contains(out, "bulk") {
+		t.Fatalf("cleanups %d: %d %s", jobs[0].JobID, code, out)
+	}
+	last := ids[1]
+	if exists(cids[0]) {
+		last = ids[0]
+	}
+	out, _, code = runCommand(binary, []string{"STALE_EXPORTER_TOKEN=" + secret}, "cleanup", "--url=https://"+addr, "--tls.ca-file="+certFile, last)
+	if code != 0 || !strings.Contains(out, last+"\tremoved") || exists(cids[0]) || exists(cids[1]) {
+		t.Fatalf("cleanup with the token from the environment: %d %s", code, out)
+	}
+	// Asked again, a removal answers the same job; with nothing stale,
+	// --all asks nothing: neither is a failure.
+	if out, _, code := run("cleanup", last); code != 0 || !strings.Contains(out, last+"\tremoved") {
+		t.Fatalf("cleanup of a removed instance: %d %s", code, out)
+	}
+	if out, _, code := run("cleanup", "--all", "--yes"); code != 0 || out != "0 stale, 0 asked\n" {
+		t.Fatalf("cleanup --all with nothing stale: %d %q", code, out)
 	}
 	var engine string
 	if err := db.Pool.QueryRow(context.Background(), "SELECT name FROM stale_exporter_engines").Scan(&engine); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, code := run("engines", url, "--token-file="+tokenFile); code != 0 || !strings.Contains(out, "LAST SEEN") || !strings.Contains(out, engine+" ") {
+	if out, _, code := run("engines"); code != 0 || !strings.Contains(out, "LAST SEEN") || !strings.Contains(out, engine+" ") {
 		t.Fatalf("engines: %d %s", code, out)
 	}
-	if out, _, code := run("engines", "forget", url, "--token-file="+tokenFile, engine); code != 0 || !strings.Contains(out, "forgot engine "+engine) {
+	if out, _, code := run("engines", "forget", engine); code != 0 || !strings.Contains(out, "forgot engine "+engine) {
 		t.Fatalf("engines forget: %d %s", code, out)
 	}
 	for name, args := range map[string][]string{
-		"forget unknown": {"engines", "forget", url, "--token-file=" + tokenFile, "no-such-engine"},
-		"unreachable":    {"list", "--url=http://127.0.0.1:1"},
-		"bad token":      {"list", url, "--token-file=" + tokens},
-		"no ids":         {"cleanup", url, "--token-file=" + tokenFile},
-		"ids and --all":  {"cleanup", url, "--token-file=" + tokenFile, "--all", id},
-		"unknown id":     {"cleanup", url, "--token-file=" + tokenFile, "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"},
+		"forget unknown": {"engines", "forget", "no-such-engine"},
+		"no ids":         {"cleanup"},
+		"ids and --all":  {"cleanup", "--all", ids[0]},
+		"unknown id":     {"cleanup", "6f1c2a9e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"},
+		"unknown job":    {"cleanups", "999999"},
+		"too short":      {"list", "--timeout=1ns"},
 	} {
 		out, errOut, code := run(args...)
 		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "stale-exporter "+args[0]) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and one line", name, code, out, errOut)
 		}
 	}
+	for name, args := range map[string][]string{
+		"unreachable":     {"list", "--url=http://127.0.0.1:1"},
+		"not its CA":      {"list", "--url=https://" + addr, "--token-file=" + tokenFile},
+		"plain HTTP":      {"list", "--url=http://" + addr, "--token-file=" + tokenFile},
+		"bad token":       {"list", "--url=https://" + addr, "--tls.ca-file=" + certFile, "--token-file=" + tokens},
+		"output unknown":  {"list", "-o", "yaml"},
+		"no token at all": {"list", "--url=https://" + addr, "--tls.insecure-skip-verify"},
+	} {
+		out, errOut, code := runCommand(binary, nil, args...)
+		if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want a failure in a line or two", name, code, out, errOut)
+		}
+	}
+}
+
+// runCommand runs the binary with env added to the environment (the
+// token variable emptied first) and answers stdout, stderr and the exit
+// code.
+func runCommand(binary string, env []string, args ...string) (string, string, int) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), "STALE_EXPORTER_TOKEN="), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Tokens from the commands, as an operator adds them: tokens add edits the

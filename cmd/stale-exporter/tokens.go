@@ -55,3 +55,8 @@ func (c *tokenCommands) run(command string, stdout, stderr io.Writer) error {
 		return err
 	}
 }
+
+// handles reports whether command is one of the token commands.
+func (c *tokenCommands) handles(command string) bool {
+	return command == c.token.FullCommand() || command == c.add.FullCommand() || command == c.remove.FullCommand()
+}

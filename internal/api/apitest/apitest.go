@@ -7,11 +7,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -233,6 +237,9 @@ type Server struct {
 	TokensFile string
 	// Contract checks every answer Do reads against the OpenAPI document.
 	Contract *Contract
+	// CAFile is the PEM file of the certificate of a TLS server.
+	CAFile string
+	client *http.Client
 }
 
 // Options tune a Server: NoTokens serves without a tokens file; Scan is
@@ -242,6 +249,8 @@ type Options struct {
 	NoTokens bool
 	Scan     scan.Result
 	Contract *Contract
+	// TLS serves HTTPS, with a certificate CAFile holds.
+	TLS bool
 }
 
 var shared struct {
@@ -279,7 +288,21 @@ func New(t testing.TB, opts Options) *Server {
 	api.New(s.Cleaner, s.Scans, s.Engines, api.Config{Tokens: tokens, Wait: time.Second, MaxPerRequest: 10,
 		MaxBodyBytes: 64 << 10, StoreTimeout: time.Second}, s.Reg, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(router)
 	router.NotFound = api.NotFound(http.NotFoundHandler())
-	srv := httptest.NewServer(router)
+	srv := httptest.NewUnstartedServer(router)
+	// A client that refuses the certificate is a test case, not news.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.client = http.DefaultClient
+	if opts.TLS {
+		srv.StartTLS()
+		s.client = srv.Client()
+		s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+		cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+		if err := os.WriteFile(s.CAFile, cert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
@@ -333,7 +356,7 @@ func (s *Server) Raw(method, path string, role auth.Role, contentType, body stri
 	if role != "" {
 		req.Header.Set("Authorization", "Bearer "+s.Tokens[role])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

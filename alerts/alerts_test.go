@@ -6,10 +6,13 @@ package alerts_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"unicode"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/docker-watcher/stale-exporter/internal/testenv"
 )
@@ -113,4 +116,58 @@ func githubAnchor(heading string) string {
 		}
 	}
 	return b.String()
+}
+
+// The job selector is in one place, the stale_exporter:up rule: with it
+// changed there alone, every rule unit test passes for exporters scraped
+// under another job name. No alert pages: every severity is warning or info.
+func TestJobSelectorInOnePlace(t *testing.T) {
+	rules, err := os.ReadFile("stale-exporter.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const selector = `up{job="stale-exporter"}`
+	var doc struct {
+		Groups []struct {
+			Rules []struct {
+				Record, Alert, Expr string
+				Labels              map[string]string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(rules, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range doc.Groups {
+		for _, r := range g.Rules {
+			if strings.Contains(r.Expr, "job=") != (r.Record == "stale_exporter:up") {
+				t.Errorf("rule %s%s: the job selector belongs to stale_exporter:up alone: %s", r.Record, r.Alert, r.Expr)
+			}
+			if sev := r.Labels["severity"]; r.Alert != "" && sev != "warning" && sev != "info" {
+				t.Errorf("alert %s has severity %q: a janitor pages nobody", r.Alert, sev)
+			}
+		}
+	}
+	tests, err := os.ReadFile("stale-exporter.rules.test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	renamed := strings.NewReplacer(`job="stale-exporter"`, `job="docker-janitor"`, "job: stale-exporter", "job: docker-janitor").Replace(string(tests))
+	for name, content := range map[string]string{
+		"stale-exporter.rules.yml":      strings.Replace(string(rules), selector, `up{job="docker-janitor"}`, 1),
+		"stale-exporter.rules.test.yml": renamed,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if renamed == string(tests) || !strings.Contains(string(rules), selector) {
+		t.Fatal("nothing to rename: the test no longer tests the selector")
+	}
+	cmd := exec.Command(testenv.Binary(t, "promtool"), "test", "rules", "stale-exporter.rules.test.yml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the rules under job docker-janitor: %v\n%s", err, out)
+	}
 }

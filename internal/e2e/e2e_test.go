@@ -18,6 +18,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/docker-watcher/stale-exporter/dashboards"
 	"github.com/docker-watcher/stale-exporter/internal/api"
 	"github.com/docker-watcher/stale-exporter/internal/auth"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
@@ -362,31 +363,16 @@ func exists(t *testing.T, docker *client.Client, id string) bool {
 // Grafana's variables set as a viewer of all jobs would have them.
 func dashboardQueries(t *testing.T) []string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repo, "dashboards/stale-exporter.json"))
+	dash, err := dashboards.Parse(dashboards.StaleExporter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatal(err)
-	}
-	vars := strings.NewReplacer("$job", ".+", "$docker_host", ".*", "$__rate_interval", "1m", "$__interval", "15s", "$__range", "1h")
-	var out []string
 	for _, p := range dash.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
-		for _, target := range p.Targets {
-			out = append(out, vars.Replace(target.Expr))
-		}
 	}
+	out := dash.Queries(dashboards.AllSelected)
 	if len(out) < 8 {
 		t.Fatalf("only %d dashboard queries", len(out))
 	}

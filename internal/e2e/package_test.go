@@ -90,7 +90,15 @@ func TestDebianPackage(t *testing.T) {
 	appendLine(t, "/etc/default/stale-exporter", fmt.Sprintf("STALE_EXPORTER_STORE_DSN=\"host=/var/run/postgresql dbname=%s\"", db))
 	env := defaultsEnv(t, "/etc/default/stale-exporter")
 
-	// An operator adds a token to the installed tokens file (as root).
+	// An operator appends a token's entry to the installed tokens file, as
+	// the README says, and adds another with tokens add (both as root).
+	var viewer, entryErr bytes.Buffer
+	entry := exec.Command("/usr/bin/stale-exporter", "token", "--name=dash", "--role=viewer")
+	entry.Stdout, entry.Stderr = &viewer, &entryErr
+	if err := entry.Run(); err != nil {
+		t.Fatalf("token: %v\n%s", err, entryErr.String())
+	}
+	appendLine(t, "/etc/stale-exporter/tokens.yml", strings.TrimRight(viewer.String(), "\n"))
 	var token, addErr bytes.Buffer
 	add := exec.Command("/usr/bin/stale-exporter", "tokens", "add", "--name=ops", "--role=admin")
 	add.Stdout, add.Stderr = &token, &addErr
@@ -128,6 +136,11 @@ func TestDebianPackage(t *testing.T) {
 	// The token added as root is read by the unit's user.
 	if status, body := call(t, "GET", base+"/api/engines", strings.TrimSpace(token.String()), ""); status != 200 {
 		t.Errorf("the token from tokens add: %d %s", status, body)
+	}
+	// token says the token itself last, on stderr.
+	words := strings.Fields(entryErr.String())
+	if status, body := call(t, "GET", base+"/api/engines", words[len(words)-1], ""); status != 200 {
+		t.Errorf("the token whose entry was appended: %d %s", status, body)
 	}
 	if err := exporter.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

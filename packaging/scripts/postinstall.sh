@@ -14,7 +14,7 @@ chown root:stale-exporter /etc/default/stale-exporter /etc/stale-exporter
 chmod 0640 /etc/default/stale-exporter
 chmod 0750 /etc/stale-exporter
 if [ ! -e /etc/stale-exporter/tokens.yml ]; then
-  printf 'tokens: []\n' >/etc/stale-exporter/tokens.yml
+  printf 'tokens:\n' >/etc/stale-exporter/tokens.yml
   chown stale-exporter:stale-exporter /etc/stale-exporter/tokens.yml
   chmod 0600 /etc/stale-exporter/tokens.yml
 fi

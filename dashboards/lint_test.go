@@ -90,8 +90,8 @@ func TestSelectors(t *testing.T) {
 	for expr, want := range map[string]string{
 		`sum(up)`: `up{}`,
 		`(time() - a{job=~"$job"}) / 86400 and on (job, instance) (b{x="y{z}"} == 1)`: `a{job=~"$job"} b{x="y{z}"}`,
-		`sum by (result) (increase(c_total{job="j"}[$__rate_interval]))`:            `c_total{job="j"}`,
-		`topk(10, x:y:ratio{instance=~".+"} * 1000) unless ignoring (a) z`:          `x:y:ratio{instance=~".+"} z{}`,
+		`sum by (result) (increase(c_total{job="j"}[$__rate_interval]))`:              `c_total{job="j"}`,
+		`topk(10, x:y:ratio{instance=~".+"} * 1000) unless ignoring (a) z`:            `x:y:ratio{instance=~".+"} z{}`,
 	} {
 		var got []string
 		for _, s := range selectors(expr) {

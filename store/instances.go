@@ -133,14 +133,20 @@ func (s *Store) Instance(ctx context.Context, id string) (stale.Instance, error)
 	return in, nil
 }
 
-// MarkAlive records that the containers of the given instances were seen
-// running at the given time, in one statement. It never moves a time back.
-func (s *Store) MarkAlive(ctx context.Context, ids []string, at time.Time) error {
-	if len(ids) == 0 {
+// MarkAlive records when the containers of the given instances were last
+// seen alive (now for a running one, its end for one that just stopped),
+// in one statement. It never moves a time back.
+func (s *Store) MarkAlive(ctx context.Context, at map[string]time.Time) error {
+	if len(at) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE instances SET last_alive_at = $2
-		WHERE id = ANY($1::text[]::`+s.shape.IDTypes["instances"]+`[]) AND (last_alive_at IS NULL OR last_alive_at < $2)`, ids, at)
+	ids, times := make([]string, 0, len(at)), make([]time.Time, 0, len(at))
+	for id, t := range at {
+		ids, times = append(ids, id), append(times, t)
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE instances SET last_alive_at = v.at
+		FROM unnest($1::text[], $2::timestamptz[]) AS v(id, at)
+		WHERE instances.id = v.id::`+s.shape.IDTypes["instances"]+` AND (instances.last_alive_at IS NULL OR instances.last_alive_at < v.at)`, ids, times)
 	if err != nil {
 		return fmt.Errorf("mark %d instances alive: %w", len(ids), err)
 	}

@@ -122,10 +122,11 @@ func TestMarkAliveNeverMovesBack(t *testing.T) {
 	a := db.AddInstance(t, storetest.Instance{LastAliveAt: now.Add(-time.Hour)})
 	b := db.AddInstance(t, storetest.Instance{LastAliveAt: now.Add(time.Hour)})
 	c := db.AddInstance(t, storetest.Instance{})
-	if err := db.Store.MarkAlive(ctx, []string{a, b, c}, now); err != nil {
+	d := db.AddInstance(t, storetest.Instance{LastAliveAt: now.Add(-time.Hour)})
+	if err := db.Store.MarkAlive(ctx, map[string]time.Time{a: now, b: now, c: now, d: now.Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]time.Time{a: now, b: now.Add(time.Hour), c: now} {
+	for id, want := range map[string]time.Time{a: now, b: now.Add(time.Hour), c: now, d: now.Add(-time.Minute)} {
 		if got := db.LastAliveAt(t, id); !got.Equal(want) {
 			t.Errorf("instance %s: last_alive_at = %v, want %v", id, got, want)
 		}

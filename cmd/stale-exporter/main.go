@@ -46,6 +46,12 @@ func main() {
 	serve.Flag("docker.host", "Docker Engine API address.").
 		Envar("DOCKER_HOST").Default(docker.DefaultAddr).StringVar(&f.DockerAddr)
 	serve.Flag("docker.timeout", "Timeout of every Docker API call.").Default("10s").DurationVar(&f.DockerTimeout)
+	serve.Flag("docker.events", "Keep a view of the engine by its event stream (list once, then watch), instead of listing it on every scan; --no-docker.events lists.").
+		Default("true").BoolVar(&f.DockerEvents)
+	serve.Flag("docker.resync-interval", "List the engine in full this often to repair the view (with --docker.events).").
+		Default("10m").DurationVar(&f.DockerResync)
+	serve.Flag("store.alive-write-interval", "Write last_alive_at of a running instance at most this often (at once when it starts or stops; 0: every scan).").
+		Default("1m").DurationVar(&f.AliveWriteInterval)
 	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").
 		StringVar(&f.DockerHostName)
 	serve.Flag("docker.claim-unowned", "Judge and clean the instances no engine owns yet: auto (while no other engine has registered with the store), true or false.").

@@ -54,6 +54,13 @@ type Config struct {
 	// DockerAddr is the engine's API address (--docker.host).
 	DockerAddr    string
 	DockerTimeout time.Duration
+	// DockerEvents keeps a view of the engine by its event stream, re-listed
+	// every DockerResync, instead of listing it on every scan.
+	DockerEvents bool
+	DockerResync time.Duration
+	// AliveWriteInterval is how often last_alive_at of a running instance
+	// is written.
+	AliveWriteInterval time.Duration
 	// DockerHostName names the engine (default: its name from /info).
 	DockerHostName string
 	// Unowned says whether it judges and cleans the instances no engine
@@ -114,6 +121,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--cleanup.grace (%s) must be 0 or more and at most 100 years", c.Grace)
 	case c.Retention > 0 && c.Retention < 24*time.Hour:
 		return fmt.Errorf("--store.retention (%s) must be at least 24h, or 0 to keep everything", c.Retention)
+	case c.DockerEvents && (c.DockerResync < 10*time.Second || c.DockerResync > 24*time.Hour):
+		return fmt.Errorf("--docker.resync-interval (%s) must be from 10s to 24h", c.DockerResync)
+	case c.AliveWriteInterval < 0 || c.AliveWriteInterval > time.Hour:
+		return fmt.Errorf("--store.alive-write-interval (%s) must be from 0 (every scan) to 1h", c.AliveWriteInterval)
 	}
 	if _, err := stale.ParseUnownedMode(string(c.Unowned)); err != nil {
 		return fmt.Errorf("--docker.claim-unowned: %w", err)
@@ -149,6 +160,10 @@ type App struct {
 	// Made once PostgreSQL and Docker have answered (start).
 	scanner *scan.Scanner
 	service *cleanup.Service
+	// view keeps the engine's containers by its events (nil without
+	// --docker.events); rescan carries its changes to the scans.
+	view   *docker.View
+	rescan chan struct{}
 }
 
 // New validates cfg, reads the tokens, binds the listeners and makes the
@@ -163,7 +178,7 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger, tokens: tokens, reg: prometheus.NewRegistry()}
+	a := &App{cfg: cfg, logger: logger, tokens: tokens, reg: prometheus.NewRegistry(), rescan: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			a.close()

@@ -14,6 +14,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/cleanup"
 	"github.com/docker-watcher/stale-exporter/collector"
 	"github.com/docker-watcher/stale-exporter/internal/api"
+	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
 )
@@ -22,15 +23,24 @@ import (
 // router over them, once the backends have answered.
 func (a *App) build() (http.Handler, error) {
 	cfg := a.cfg
-	a.scanner = scan.NewScanner(a.docker, a.store, scan.Config{
-		Config:         a.judging(),
-		CacheTTL:       cfg.CacheTTL,
-		MaxSnapshotAge: cfg.MaxSnapshotAge,
-		Timeout:        4 * cfg.DockerTimeout,
-		Adopt:          cfg.Adopt,
-	}, a.logger)
 	// The exporter's own metrics carry the engine it watches.
 	own := prometheus.WrapRegistererWith(prometheus.Labels{stale.KeyDockerHost: cfg.DockerHostName}, a.reg)
+	// Scans read the engine through its view when events keep one; the
+	// cleanups always ask the engine itself.
+	var engine scan.Docker = a.docker
+	if cfg.DockerEvents {
+		a.view = docker.NewView(a.docker, docker.ViewConfig{Resync: cfg.DockerResync, Ping: viewPing, Changed: a.changed}, a.logger)
+		own.MustRegister(a.view)
+		engine = a.view
+	}
+	a.scanner = scan.NewScanner(engine, a.store, scan.Config{
+		Config:             a.judging(),
+		CacheTTL:           cfg.CacheTTL,
+		MaxSnapshotAge:     cfg.MaxSnapshotAge,
+		Timeout:            4 * cfg.DockerTimeout,
+		Adopt:              cfg.Adopt,
+		AliveWriteInterval: cfg.AliveWriteInterval,
+	}, a.logger)
 	a.service = cleanup.NewService(a.store, a.docker, a.scanner, cleanup.Config{
 		Config:        a.judging(),
 		Workers:       cfg.Workers,
@@ -68,6 +78,34 @@ func (a *App) build() (http.Handler, error) {
 	}
 	router.NotFound = api.NotFound(landing)
 	return router, nil
+}
+
+// viewPing is how often a quiet event stream's engine is asked whether it
+// answers: a frozen engine keeps its stream open.
+const viewPing = 15 * time.Second
+
+// changed is told of every change of the view: the cached scan is outdated,
+// and a new one is asked for at once, so that a die is in the metrics and
+// in last_alive_at within the second, scraped or not.
+func (a *App) changed() {
+	a.scanner.Expire()
+	select {
+	case a.rescan <- struct{}{}:
+	default: // one is asked for already
+	}
+}
+
+// rescanOnChange runs the scans the view's changes ask for, one at a time,
+// until ctx ends.
+func (a *App) rescanOnChange(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.rescan:
+			a.scanner.Result(ctx)
+		}
+	}
 }
 
 // startingRouter serves while the exporter waits for its backends: the

@@ -48,6 +48,17 @@ func (a *App) start(ctx context.Context, work *sync.WaitGroup) error {
 		return err
 	}
 	work.Add(2)
+	if a.view != nil {
+		work.Add(2)
+		go func() {
+			defer work.Done()
+			a.view.Run(ctx)
+		}()
+		go func() {
+			defer work.Done()
+			a.rescanOnChange(ctx)
+		}()
+	}
 	go func() {
 		defer work.Done()
 		a.scanner.Run(ctx, a.cfg.ScanInterval)

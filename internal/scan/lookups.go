@@ -99,9 +99,14 @@ func (s *Scanner) runTimes(ctx context.Context, containers []stale.Container) (m
 		if c.Running() {
 			continue
 		}
-		if t, ok := known[c.ID]; ok {
+		switch t, ok := known[c.ID]; {
+		case !c.StartedAt.IsZero() || !c.FinishedAt.IsZero():
+			// Inspected already (a view's event): the engine's own times,
+			// newer than any cached.
+			times[c.ID] = runTimes{started: c.StartedAt, finished: c.FinishedAt, volumes: c.Volumes}
+		case ok:
 			times[c.ID] = t
-		} else {
+		default:
 			missing = append(missing, c.ID)
 		}
 	}

@@ -50,7 +50,6 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 	unlisted := s.lookUpUnlisted(ctx, judged, listed)
 	snap := &stale.Snapshot{Threshold: threshold, ScannedAt: now, Scope: scope, Engines: inv.Engines,
 		Observations: make([]stale.Observation, 0, len(inv.Instances))}
-	var alive []string
 	for _, in := range inv.Instances {
 		if owned[in.ID] {
 			in.DockerHost = scope.Host
@@ -61,15 +60,16 @@ func (s *Scanner) scan(ctx context.Context) (*stale.Snapshot, Result) {
 		}
 		v := stale.Judge(in, c, threshold, now)
 		if c.Running() {
-			alive = append(alive, in.ID)
 			in.LastAliveAt = now
 		}
 		snap.Observations = append(snap.Observations, stale.Observation{Instance: in, Container: c, Verdict: v})
 	}
-	if err := s.write(ctx, alive, slices.Collect(maps.Keys(owned)), now); err != nil {
+	alive, written := s.aliveWrites(snap, now)
+	if err := s.write(ctx, alive, slices.Collect(maps.Keys(owned))); err != nil {
 		r.StoreUp, r.Err = false, err
 		return nil, r
 	}
+	s.written = written
 	s.measure(ctx, snap)
 	r.Success = true
 	return snap, r
@@ -99,12 +99,48 @@ func (s *Scanner) read(ctx context.Context) ([]stale.Container, store.Inventory,
 	return containers, inv, Result{DockerUp: dockerErr == nil, StoreUp: storeErr == nil, Err: errors.Join(dockerErr, storeErr)}
 }
 
-// write records the instances seen running and the ownership observed.
-func (s *Scanner) write(ctx context.Context, alive, owned []string, now time.Time) error {
-	if err := s.store.MarkAlive(ctx, alive, now); err != nil {
+// write records the last alive times due and the ownership observed.
+func (s *Scanner) write(ctx context.Context, alive map[string]time.Time, owned []string) error {
+	if err := s.store.MarkAlive(ctx, alive); err != nil {
 		return err
 	}
 	return s.store.Own(ctx, s.cfg.Host, owned)
+}
+
+// aliveWrites picks the last alive times a scan writes, batched: an
+// instance whose container runs, when first seen running and then once
+// every AliveWriteInterval (not on every scan: at 100 hosts, writing every
+// running row on every scan is most of the database's work); one seen
+// running before whose container stopped since, at once, its end as the
+// engine says it. It answers the writes and what will have been written
+// of the instances running.
+func (s *Scanner) aliveWrites(snap *stale.Snapshot, now time.Time) (writes, written map[string]time.Time) {
+	writes, written = map[string]time.Time{}, map[string]time.Time{}
+	for _, o := range snap.Observations {
+		id, c := o.Instance.ID, o.Container
+		last, seen := s.written[id]
+		switch {
+		case c.Running() && (!seen || now.Sub(last) >= s.cfg.AliveWriteInterval):
+			writes[id], written[id] = now, now
+		case c.Running():
+			written[id] = last
+		case seen:
+			end := c.FinishedAt
+			if e, ok := s.docker.(endings); ok && !c.Found {
+				end, _ = e.EndedAt(o.Instance.ContainerID)
+			}
+			if end.After(last) {
+				writes[id] = end
+			}
+		}
+	}
+	return writes, written
+}
+
+// endings is a Docker that remembers when the containers it saw destroyed
+// had stopped (a view kept by events).
+type endings interface {
+	EndedAt(id string) (time.Time, bool)
 }
 
 // container is what the scan knows of the container an instance row names.

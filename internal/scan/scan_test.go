@@ -305,3 +305,43 @@ func TestExpireOutdatesCachedAndRunningScans(t *testing.T) {
 	}
 	<-st.read
 }
+
+// last_alive_at of a running instance is written when it is first seen
+// running, then once every AliveWriteInterval; a container that stopped is
+// written at once, with its end; one that runs again, at once.
+func TestAliveWritesAreRationed(t *testing.T) {
+	long := t0.Add(-48 * time.Hour)
+	engine := &dockertest.Engine{}
+	for i, id := range []string{"a", "b"} {
+		engine.Add(dockertest.Container{ID: hexID(i + 1), State: "running", Labels: map[string]string{stale.LabelInstanceID: id}, Created: long})
+	}
+	st := mem(7, []stale.Instance{{ID: "a", ContainerID: hexID(1), CreatedAt: long}, {ID: "b", ContainerID: hexID(2), CreatedAt: long}}...)
+	clock := &fakeClock{now: t0}
+	scanner := scan.NewScanner(engine, st, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: time.Hour, Now: clock.Now},
+		CacheTTL: time.Second, MaxSnapshotAge: 5 * time.Minute, AliveWriteInterval: time.Minute}, slog.New(slog.DiscardHandler))
+	step := func(d time.Duration, wantWrites int, what string) {
+		t.Helper()
+		clock.Add(d)
+		before := st.AliveWrites
+		if r := scanner.Rescan(context.Background()); !r.Success {
+			t.Fatalf("%s: scan failed: %v", what, r.Err)
+		}
+		if got := st.AliveWrites - before; got != wantWrites {
+			t.Errorf("%s: %d rows written, want %d", what, got, wantWrites)
+		}
+	}
+	step(0, 2, "first seen running")
+	for range 5 {
+		step(10*time.Second, 0, "within the interval")
+	}
+	step(10*time.Second, 2, "a minute after the first write")
+	stoppedAt := clock.Now().Add(3 * time.Second)
+	engine.Stop(hexID(1), stoppedAt)
+	step(5*time.Second, 1, "a stopped")
+	if got := st.Alive["a"]; !got.Equal(stoppedAt) {
+		t.Errorf("a stopped at %v: last alive written %v, want its end", stoppedAt, got)
+	}
+	step(5*time.Second, 0, "a still stopped")
+	engine.SetState(hexID(1), "running")
+	step(5*time.Second, 1, "a runs again")
+}

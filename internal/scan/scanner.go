@@ -28,7 +28,7 @@ type Docker interface {
 type Store interface {
 	ReadInventory(ctx context.Context, dockerHost string) (store.Inventory, error)
 	Own(ctx context.Context, dockerHost string, ids []string) error
-	MarkAlive(ctx context.Context, ids []string, at time.Time) error
+	MarkAlive(ctx context.Context, at map[string]time.Time) error
 	Adopt(ctx context.Context, a store.Adoption) error
 }
 
@@ -46,6 +46,9 @@ type Config struct {
 	Timeout time.Duration
 	// Adopt creates instance rows for labelled containers the store lacks.
 	Adopt bool
+	// AliveWriteInterval is how often last_alive_at of a running instance
+	// is written (0: on every scan).
+	AliveWriteInterval time.Duration
 }
 
 // Result is what a caller gets: the outcome of the latest scan and the last
@@ -66,9 +69,9 @@ type Result struct {
 // Scanner runs scans, coalescing concurrent requests into one.
 //
 // Locking: mu guards the fields from inflight to reclaimable, which callers
-// and the running scan share. The caches gone and refused are only ever touched
-// by the running scan, and one scan runs at a time (startLocked starts one
-// only while inflight is nil), so they need no lock.
+// and the running scan share. The caches gone, written and refused are only
+// ever touched by the running scan, and one scan runs at a time
+// (startLocked starts one only while inflight is nil), so they need no lock.
 type Scanner struct {
 	docker Docker
 	store  Store
@@ -94,6 +97,9 @@ type Scanner struct {
 	// gone caches the full container ids rows hold that the engine answered
 	// 404 for: a container id is never reused.
 	gone map[string]bool
+	// written is when the scans last wrote last_alive_at of each instance
+	// seen running.
+	written map[string]time.Time
 	// refused remembers the containers whose adoption the store refused,
 	// so that the refusal is logged once, not every scan.
 	refused map[string]bool
@@ -108,7 +114,7 @@ func NewScanner(docker Docker, st Store, cfg Config, logger *slog.Logger) *Scann
 		cfg.Timeout = time.Minute
 	}
 	return &Scanner{docker: docker, store: st, cfg: cfg, logger: logger,
-		stopped: map[string]runTimes{}, gone: map[string]bool{}, refused: map[string]bool{}, reclaimable: map[string]int64{}}
+		stopped: map[string]runTimes{}, gone: map[string]bool{}, written: map[string]time.Time{}, refused: map[string]bool{}, reclaimable: map[string]int64{}}
 }
 
 // Wait blocks until the scans started so far have ended.

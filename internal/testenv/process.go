@@ -163,6 +163,11 @@ var engine = engineProxy("/var/run/docker.sock")
 // then lose the answer, as a cut connection or a restarting engine does.
 func EngineActs(r *http.Request) { engine.ServeHTTP(discardAnswer{}, r) }
 
+// EngineServes sends a request a DockerProxy intercepted on to the engine
+// and its answer back, so that an intercept can watch or cut (by r's
+// context) what it passes on.
+func EngineServes(w http.ResponseWriter, r *http.Request) { engine.ServeHTTP(w, r) }
+
 type discardAnswer struct{}
 
 func (discardAnswer) Header() http.Header         { return http.Header{} }

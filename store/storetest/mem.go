@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -28,9 +29,11 @@ type Mem struct {
 	Events    []store.Event
 	// Alive records MarkAlive; Adoptions the adopted containers; Engines
 	// the registered engines and their heartbeats.
-	Alive     map[string]time.Time
-	Adoptions []store.Adoption
-	Engines   map[string]time.Time
+	Alive map[string]time.Time
+	// AliveWrites counts the rows MarkAlive was asked to write.
+	AliveWrites int
+	Adoptions   []store.Adoption
+	Engines     map[string]time.Time
 	// Now is the database's clock (time.Now unless a test moves it).
 	Now         func() time.Time
 	occurrences map[string]bool
@@ -87,13 +90,13 @@ func (m *Mem) Own(_ context.Context, dockerHost string, ids []string) error {
 	return m.Err
 }
 
-// MarkAlive records the instances seen running.
-func (m *Mem) MarkAlive(_ context.Context, ids []string, at time.Time) error {
+// MarkAlive records when the instances were last seen alive, and counts
+// the writes.
+func (m *Mem) MarkAlive(_ context.Context, at map[string]time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, id := range ids {
-		m.Alive[id] = at
-	}
+	maps.Copy(m.Alive, at)
+	m.AliveWrites += len(at)
 	return m.Err
 }
 

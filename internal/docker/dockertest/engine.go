@@ -73,6 +73,15 @@ func (e *Engine) SetState(id, state string) {
 	}
 }
 
+// Stop makes a container exited at a time, as docker stop does.
+func (e *Engine) Stop(id string, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.find(id); c != nil {
+		c.State, c.FinishedAt = "exited", at
+	}
+}
+
 // Exists reports whether the engine still has the container.
 func (e *Engine) Exists(id string) bool {
 	e.mu.Lock()

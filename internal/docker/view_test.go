@@ -114,7 +114,9 @@ func find(t *testing.T, v *docker.View, id string) (stale.Container, bool) {
 	return list[i], true
 }
 
-func labels() map[string]string { return map[string]string{stale.LabelInstanceID: "view-" + time.Now().Format("150405.000000000")} }
+func labels() map[string]string {
+	return map[string]string{stale.LabelInstanceID: "view-" + time.Now().Format("150405.000000000")}
+}
 
 // Events keep the view without a list: created, started, stopped (with
 // the engine's own end time, within a second of the die) and removed.

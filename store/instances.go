@@ -86,21 +86,7 @@ func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory
 		return nil
 	})
 	batch.Queue(heartbeatSQL, dockerHost).Exec(func(pgconn.CommandTag) error { return nil })
-	batch.Queue("SELECT name, last_seen FROM stale_exporter_engines").Query(func(rows pgx.Rows) error {
-		inv.Engines = map[string]time.Time{}
-		for rows.Next() {
-			var name string
-			var seen time.Time
-			if err := rows.Scan(&name, &seen); err != nil {
-				return err
-			}
-			inv.Engines[name] = seen
-			if name != dockerHost {
-				inv.OtherEngines++
-			}
-		}
-		return rows.Err()
-	})
+	batch.Queue(enginesSQL).Query(func(rows pgx.Rows) error { return scanEngines(rows, dockerHost, &inv) })
 	batch.Queue("SELECT "+instanceColumns+" WHERE i.docker_host = $1 OR i.docker_host IS NULL ORDER BY i.id", dockerHost).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			in, err := scanInstance(rows)
@@ -115,6 +101,27 @@ func (s *Store) ReadInventory(ctx context.Context, dockerHost string) (Inventory
 		return Inventory{}, fmt.Errorf("read inventory: %w", err)
 	}
 	return inv, nil
+}
+
+// enginesSQL reads the registered engines and their heartbeats.
+const enginesSQL = "SELECT name, last_seen FROM stale_exporter_engines"
+
+// scanEngines reads enginesSQL's rows into inv, counting the engines other
+// than dockerHost.
+func scanEngines(rows pgx.Rows, dockerHost string, inv *Inventory) error {
+	inv.Engines, inv.OtherEngines = map[string]time.Time{}, 0
+	for rows.Next() {
+		var name string
+		var seen time.Time
+		if err := rows.Scan(&name, &seen); err != nil {
+			return err
+		}
+		inv.Engines[name] = seen
+		if name != dockerHost {
+			inv.OtherEngines++
+		}
+	}
+	return rows.Err()
 }
 
 // Instance reads one instance by id.

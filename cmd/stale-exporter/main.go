@@ -50,6 +50,10 @@ func main() {
 		Default("true").BoolVar(&f.DockerEvents)
 	serve.Flag("docker.resync-interval", "List the engine in full this often to repair the view (with --docker.events).").
 		Default("10m").DurationVar(&f.DockerResync)
+	serve.Flag("store.changes", "Keep the inventory by the store's announcements (LISTEN/NOTIFY: read once, then what changed) instead of reading it on every scan; --no-store.changes reads.").
+		Default("true").BoolVar(&f.StoreChanges)
+	serve.Flag("store.resync-interval", "Read the inventory in full this often (with --store.changes).").
+		Default("10m").DurationVar(&f.StoreResync)
 	serve.Flag("store.alive-write-interval", "Write last_alive_at of a running instance at most this often (at once when it starts or stops; 0: every scan).").
 		Default("1m").DurationVar(&f.AliveWriteInterval)
 	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").

@@ -59,8 +59,12 @@ type Config struct {
 	DockerEvents bool
 	DockerResync time.Duration
 	// AliveWriteInterval is how often last_alive_at of a running instance
-	// is written.
+	// is written (and the engine's heartbeat, with a feed).
 	AliveWriteInterval time.Duration
+	// StoreChanges keeps the inventory by the store's announcements, read
+	// in full every StoreResync, instead of reading it on every scan.
+	StoreChanges bool
+	StoreResync  time.Duration
 	// DockerHostName names the engine (default: its name from /info).
 	DockerHostName string
 	// Unowned says whether it judges and cleans the instances no engine
@@ -123,6 +127,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--store.retention (%s) must be at least 24h, or 0 to keep everything", c.Retention)
 	case c.DockerEvents && (c.DockerResync < 10*time.Second || c.DockerResync > 24*time.Hour):
 		return fmt.Errorf("--docker.resync-interval (%s) must be from 10s to 24h", c.DockerResync)
+	case c.StoreChanges && (c.StoreResync < 10*time.Second || c.StoreResync > 24*time.Hour):
+		return fmt.Errorf("--store.resync-interval (%s) must be from 10s to 24h", c.StoreResync)
 	case c.AliveWriteInterval < 0 || c.AliveWriteInterval > time.Hour:
 		return fmt.Errorf("--store.alive-write-interval (%s) must be from 0 (every scan) to 1h", c.AliveWriteInterval)
 	}
@@ -161,8 +167,11 @@ type App struct {
 	scanner *scan.Scanner
 	service *cleanup.Service
 	// view keeps the engine's containers by its events (nil without
-	// --docker.events); rescan carries its changes to the scans.
+	// --docker.events), feed the inventory by the store's announcements
+	// (nil without --store.changes); rescan carries their changes to the
+	// scans.
 	view   *docker.View
+	feed   *store.Feed
 	rescan chan struct{}
 }
 

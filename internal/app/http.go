@@ -17,6 +17,7 @@ import (
 	"github.com/docker-watcher/stale-exporter/internal/docker"
 	"github.com/docker-watcher/stale-exporter/internal/scan"
 	"github.com/docker-watcher/stale-exporter/internal/stale"
+	"github.com/docker-watcher/stale-exporter/store"
 )
 
 // build makes the scanner, the cleanup service, their metrics and the full
@@ -33,7 +34,15 @@ func (a *App) build() (http.Handler, error) {
 		own.MustRegister(a.view)
 		engine = a.view
 	}
-	a.scanner = scan.NewScanner(engine, a.store, scan.Config{
+	// Scans read the store through its feed when announcements keep one.
+	var inventory scan.Store = a.store
+	if cfg.StoreChanges {
+		a.feed = store.NewFeed(a.store, store.FeedConfig{Resync: cfg.StoreResync, Heartbeat: cfg.AliveWriteInterval,
+			Ping: viewPing, Timeout: cfg.StoreTimeout, Changed: a.changed}, a.logger)
+		own.MustRegister(a.feed)
+		inventory = storeWithFeed{a.store, a.feed}
+	}
+	a.scanner = scan.NewScanner(engine, inventory, scan.Config{
 		Config:             a.judging(),
 		CacheTTL:           cfg.CacheTTL,
 		MaxSnapshotAge:     cfg.MaxSnapshotAge,
@@ -80,15 +89,28 @@ func (a *App) build() (http.Handler, error) {
 	return router, nil
 }
 
+// storeWithFeed is the store whose inventory its feed answers.
+type storeWithFeed struct {
+	*store.Store
+	feed *store.Feed
+}
+
+func (s storeWithFeed) ReadInventory(ctx context.Context, dockerHost string) (store.Inventory, error) {
+	return s.feed.ReadInventory(ctx, dockerHost)
+}
+
+func (s storeWithFeed) Expire() { s.feed.Expire() }
+
 // viewPing is how often a quiet event stream's engine is asked whether it
 // answers: a frozen engine keeps its stream open.
 const viewPing = 15 * time.Second
 
-// changed is told of every change of the view: the cached scan is outdated,
-// and a new one is asked for at once, so that a die is in the metrics and
-// in last_alive_at within the second, scraped or not.
+// changed is told of every change of the view or of the store's feed: the
+// cached scan is outdated, and a new one is asked for at once, so that a
+// die or a row the platform changed is in the metrics and in last_alive_at
+// within the second, scraped or not.
 func (a *App) changed() {
-	a.scanner.Expire()
+	a.scanner.Outdate()
 	select {
 	case a.rescan <- struct{}{}:
 	default: // one is asked for already

@@ -49,11 +49,21 @@ func (a *App) start(ctx context.Context, work *sync.WaitGroup) error {
 	}
 	work.Add(2)
 	if a.view != nil {
-		work.Add(2)
+		work.Add(1)
 		go func() {
 			defer work.Done()
 			a.view.Run(ctx)
 		}()
+	}
+	if a.feed != nil {
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			a.feed.Run(ctx)
+		}()
+	}
+	if a.view != nil || a.feed != nil {
+		work.Add(1)
 		go func() {
 			defer work.Done()
 			a.rescanOnChange(ctx)

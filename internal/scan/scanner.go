@@ -139,6 +139,17 @@ func (s *Scanner) Rescan(ctx context.Context) Result {
 // started after this call, not the cached one or one already running, so
 // that a list right after a keep shows it.
 func (s *Scanner) Expire() {
+	if e, ok := s.store.(interface{ Expire() }); ok {
+		// A store kept by announcements reads in full next: the change is
+		// committed, its announcement may not have arrived yet.
+		e.Expire()
+	}
+	s.Outdate()
+}
+
+// Outdate says the engine changed (a view's event): later callers get a
+// scan started after this call, which reads the store as it would anyway.
+func (s *Scanner) Outdate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expired = s.started

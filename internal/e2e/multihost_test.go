@@ -102,14 +102,17 @@ func TestSeveralDockerHosts(t *testing.T) {
 			owner(bRunID) == "host-b" && owner(cRunID) == "host-c" && owner(cStaleID) == "host-c" && owner(dupID) == "host-a"
 	})
 
-	// Steady state on B: one list a scan, no inspect of a container already known.
+	// Steady state on B: its view of the engine, kept by events, answers
+	// the scans (one a second): no list, no inspect of a container known.
 	time.Sleep(2 * time.Second)
 	l0, i0 := lists.Load(), inspects.Load()
+	scans0 := metricValue(t, "http://"+hosts["b"].addr+"/metrics", "stale_exporter_last_scan_timestamp_seconds")
 	time.Sleep(10 * time.Second)
 	bLists, bInspects := lists.Load()-l0, inspects.Load()-i0
-	t.Logf("host B's exporter, 10 s of steady state: %d container lists, %d inspects", bLists, bInspects)
-	if bLists == 0 || bInspects != 0 {
-		t.Errorf("host B: %d lists and %d inspects in 10 s, want scans of one list and no inspect", bLists, bInspects)
+	scanned := metricValue(t, "http://"+hosts["b"].addr+"/metrics", "stale_exporter_last_scan_timestamp_seconds") - scans0
+	t.Logf("host B's exporter, 10 s of steady state: %d container lists, %d inspects, last scan %.0fs later", bLists, bInspects, scanned)
+	if bLists != 0 || bInspects != 0 || scanned < 5 {
+		t.Errorf("host B: %d lists and %d inspects in 10 s, scans %.0fs apart; want scans by the view, no list and no inspect", bLists, bInspects, scanned)
 	}
 
 	// C's engine goes away: C's instances are judged by nobody else.

@@ -191,19 +191,25 @@ type dbStats struct {
 
 func (c *cluster) stats(db string) (dbStats, error) {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.dsn(db))
-	if err != nil {
-		return dbStats{}, err
-	}
-	defer conn.Close(ctx)
 	var s dbStats
-	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements
+	// pg_stat_statements lives where its extension was made.
+	admin, err := pgx.Connect(ctx, c.dsn("postgres"))
+	if err != nil {
+		return s, err
+	}
+	defer admin.Close(ctx)
+	if err := admin.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)`, db).Scan(&s.statements); err != nil {
 		return s, fmt.Errorf("pg_stat_statements: %w", err)
 	}
-	if err := conn.QueryRow(ctx, `SELECT (tup_inserted + tup_updated + tup_deleted)::float8 FROM pg_stat_database WHERE datname = $1`, db).Scan(&s.rowsWritten); err != nil {
+	if err := admin.QueryRow(ctx, `SELECT (tup_inserted + tup_updated + tup_deleted)::float8 FROM pg_stat_database WHERE datname = $1`, db).Scan(&s.rowsWritten); err != nil {
 		return s, err
 	}
+	conn, err := pgx.Connect(ctx, c.dsn(db))
+	if err != nil {
+		return s, err
+	}
+	defer conn.Close(ctx)
 	err = conn.QueryRow(ctx, `SELECT coalesce(n_tup_upd, 0)::float8 FROM pg_stat_user_tables WHERE relname = 'instances'`).Scan(&s.aliveWrites)
 	return s, err
 }
@@ -230,7 +236,11 @@ func measure(o options, cl *cluster, m int, mode string) (row, error) {
 	if err != nil {
 		return r, err
 	}
+	err = st.Migrate(ctx)
 	st.Close()
+	if err != nil {
+		return r, err
+	}
 	dir, err := os.MkdirTemp("", "stale-fleet")
 	if err != nil {
 		return r, err

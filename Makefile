@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) \
 	-X $(VERSION_PKG).BuildUser=$(shell id -un)@$(shell hostname) \
 	-X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: build test test-deps vet bench run dist
+.PHONY: build test test-deps vet bench fleet run dist
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stale-exporter
@@ -27,9 +27,13 @@ vet:
 	$(GO) vet ./...
 
 bench: test-deps
-	$(GO) test -p 1 -run '^$$' -bench 'Scan' -benchtime 20x ./internal/scan/
+	$(GO) test -p 1 -run '^$$' -bench 'Scan|SteadyScrape' -benchtime 20x ./internal/scan/
 	$(GO) test -p 1 -run '^$$' -bench 'MeasureStale' -benchtime 5x ./internal/scan/
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 5x ./cleanup/
+
+# The simulated fleet: 10 and 20 engines of 1,000 instances, events off and on.
+fleet:
+	bash scripts/fleet.sh
 
 # A snapshot release into dist/: tarballs, .deb, .rpm, checksums (scripts/dist.sh).
 dist:

@@ -221,6 +221,21 @@ func (f *Feed) Live() bool {
 	return f.live
 }
 
+// Fed is a store whose inventory its feed answers: what scans read when
+// announcements keep it.
+type Fed struct {
+	*Store
+	Feed *Feed
+}
+
+// ReadInventory answers the feed's inventory.
+func (s Fed) ReadInventory(ctx context.Context, dockerHost string) (Inventory, error) {
+	return s.Feed.ReadInventory(ctx, dockerHost)
+}
+
+// Expire makes the feed's next read a full one.
+func (s Fed) Expire() { s.Feed.Expire() }
+
 // readChanged reads the instances of ids that dockerHost's exporter may
 // judge, and, with heartbeat, writes its heartbeat and reads the engines,
 // in one round trip.

@@ -40,7 +40,7 @@ func (a *App) build() (http.Handler, error) {
 		a.feed = store.NewFeed(a.store, store.FeedConfig{Resync: cfg.StoreResync, Heartbeat: cfg.AliveWriteInterval,
 			Ping: viewPing, Timeout: cfg.StoreTimeout, Changed: a.changed}, a.logger)
 		own.MustRegister(a.feed)
-		inventory = storeWithFeed{a.store, a.feed}
+		inventory = store.Fed{Store: a.store, Feed: a.feed}
 	}
 	a.scanner = scan.NewScanner(engine, inventory, scan.Config{
 		Config:             a.judging(),
@@ -88,18 +88,6 @@ func (a *App) build() (http.Handler, error) {
 	router.NotFound = api.NotFound(landing)
 	return router, nil
 }
-
-// storeWithFeed is the store whose inventory its feed answers.
-type storeWithFeed struct {
-	*store.Store
-	feed *store.Feed
-}
-
-func (s storeWithFeed) ReadInventory(ctx context.Context, dockerHost string) (store.Inventory, error) {
-	return s.feed.ReadInventory(ctx, dockerHost)
-}
-
-func (s storeWithFeed) Expire() { s.feed.Expire() }
 
 // viewPing is how often a quiet event stream's engine is asked whether it
 // answers: a frozen engine keeps its stream open.

@@ -36,15 +36,7 @@ func BenchmarkScan(b *testing.B) {
 	engine := dockertest.Local(b)
 	ids := createBenchContainers(b, docker)
 	for _, instances := range []int{1000, 10000} {
-		db := storetest.New(b)
-		db.Exec(b, `INSERT INTO projects (name) VALUES ('bench');
-			INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM projects`)
-		db.Exec(b, `INSERT INTO instances (stage_id, project_id, container_id, image_tag, status, created_at)
-			SELECT s.id, s.project_id, lpad(to_hex(g), 64, 'f'), 'pr-' || g, 'stopped', now() - interval '30 days'
-			FROM stages s, generate_series(1, $1) g`, instances)
-		db.Exec(b, `UPDATE instances SET container_id = c.id
-			FROM (SELECT unnest($1::text[]) AS id, generate_series(1, $2) AS n) c
-			WHERE instances.container_id = lpad(to_hex(c.n), 64, 'f')`, ids, len(ids))
+		db := benchStore(b, ids, instances)
 
 		var floor time.Duration
 		b.Run(fmt.Sprintf("floor/instances=%d", instances), func(b *testing.B) {
@@ -82,6 +74,22 @@ func BenchmarkScan(b *testing.B) {
 			b.ReportMetric(float64(series-2*instances), "series-beyond-2/instance")
 		})
 	}
+}
+
+// benchStore is a store of instances rows, the first naming the
+// containers of ids, the rest containers Docker does not have.
+func benchStore(b *testing.B, ids []string, instances int) *storetest.DB {
+	b.Helper()
+	db := storetest.New(b)
+	db.Exec(b, `INSERT INTO projects (name) VALUES ('bench');
+		INSERT INTO stages (project_id, name) SELECT id, 'preview' FROM projects`)
+	db.Exec(b, `INSERT INTO instances (stage_id, project_id, container_id, image_tag, status, created_at)
+		SELECT s.id, s.project_id, lpad(to_hex(g), 64, 'f'), 'pr-' || g, 'stopped', now() - interval '30 days'
+		FROM stages s, generate_series(1, $1) g`, instances)
+	db.Exec(b, `UPDATE instances SET container_id = c.id
+		FROM (SELECT unnest($1::text[]) AS id, generate_series(1, $2) AS n) c
+		WHERE instances.container_id = lpad(to_hex(c.n), 64, 'f')`, ids, len(ids))
+	return db
 }
 
 // warm scans until every container is known: FinishedAt cached, and every

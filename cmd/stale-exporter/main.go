@@ -54,8 +54,8 @@ func main() {
 		Default("true").BoolVar(&f.StoreChanges)
 	serve.Flag("store.resync-interval", "Read the inventory in full this often (with --store.changes).").
 		Default("10m").DurationVar(&f.StoreResync)
-	serve.Flag("store.alive-write-interval", "Write last_alive_at of a running instance at most this often (at once when it starts or stops; 0: every scan).").
-		Default("1m").DurationVar(&f.AliveWriteInterval)
+	serve.Flag("store.alive-write-interval", "Write last_alive_at of a running instance, and the engine's heartbeat, at most this often (at once when it starts or stops; 0: every scan).").
+		Default("5m").DurationVar(&f.AliveWriteInterval)
 	serve.Flag("docker.host-name", "Name of the Docker engine, the docker_host label (default: the engine's name from /info).").
 		StringVar(&f.DockerHostName)
 	serve.Flag("docker.claim-unowned", "Judge and clean the instances no engine owns yet: auto (while no other engine has registered with the store), true or false.").

@@ -249,3 +249,24 @@ func metric(t *testing.T, v *docker.View, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// dockerd restarted under the view: the containers it stopped on the way
+// down are exited in the view once it answers again, with no event of it
+// needed, and one made after the restart arrives by events again.
+func TestViewAcrossAnEngineRestart(t *testing.T) {
+	engine := testenv.StartEngine(t, "viewrestart")
+	running := testenv.NewContainer(t, engine.Client, testenv.ContainerSpec{Labels: labels(), Start: true})
+	view := startView(t, &front{addr: engine.Host}, docker.ViewConfig{})
+	waitUntil(t, "the running container", 5*time.Second, func() bool { c, _ := find(t, view, running); return c.Running() })
+
+	engine.Stop()
+	waitUntil(t, "the view to see the engine go", 10*time.Second, func() bool { return !view.Live() })
+	if _, err := view.List(context.Background()); err == nil {
+		t.Fatal("the view of a stopped engine listed without error")
+	}
+	engine.Start()
+	waitUntil(t, "the view to be live again", 40*time.Second, view.Live)
+	waitUntil(t, "the container the restart stopped", 5*time.Second, func() bool { c, ok := find(t, view, running); return ok && !c.Running() })
+	made := testenv.NewContainer(t, engine.Client, testenv.ContainerSpec{Labels: labels()})
+	waitUntil(t, "a container made after the restart", 5*time.Second, func() bool { _, ok := find(t, view, made); return ok })
+}

@@ -198,3 +198,33 @@ func TestFeedAcrossACutConnection(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A quiet feed pings its connection and keeps listening: the pings do not
+// cost it an announcement.
+func TestFeedPingsAQuietConnection(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	db.AddInstance(t, storetest.Instance{})
+	feed := startFeed(t, db, store.FeedConfig{Ping: 50 * time.Millisecond})
+	if _, err := feed.ReadInventory(ctx, testenv.EngineName); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // ten pings
+	if !feed.Live() {
+		t.Fatal("the feed went down while pinging a quiet connection")
+	}
+	// The registration's announcement is read in full by now.
+	if _, err := feed.ReadInventory(ctx, testenv.EngineName); err != nil {
+		t.Fatal(err)
+	}
+	full, _ := reads(t, feed)
+	var added string
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO instances (stage_id, project_id, status)
+		SELECT stage_id, project_id, 'stopped' FROM instances LIMIT 1 RETURNING id::text`).Scan(&added); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, feed, "a row added after the pings", func(inv store.Inventory) bool { _, ok := byID(inv, added); return ok })
+	if f, _ := reads(t, feed); f != full || !feed.Live() {
+		t.Fatalf("after the pings, a new row took %v full reads (live %v); want it read by its announcement", f-full, feed.Live())
+	}
+}

@@ -384,6 +384,14 @@ func dashboardQueries(t *testing.T) []string {
 // metric name (0 when it has none).
 func metricValue(t *testing.T, url, name string) float64 {
 	t.Helper()
+	v, _ := sampleOf(t, url, name, "")
+	return v
+}
+
+// sampleOf scrapes url and answers the first sample of the metric name
+// whose line holds has, if any.
+func sampleOf(t *testing.T, url, name, has string) (float64, bool) {
+	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -394,14 +402,16 @@ func metricValue(t *testing.T, url, name string) float64 {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
-			fields := strings.Fields(line)
-			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-			if err != nil {
-				t.Fatalf("%s: %q is no sample", name, line)
-			}
-			return v
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || !strings.HasPrefix(rest, "{") && !strings.HasPrefix(rest, " ") || !strings.Contains(line, has) {
+			continue
 		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			t.Fatalf("%s: %q is no sample", name, line)
+		}
+		return v, true
 	}
-	return 0
+	return 0, false
 }

@@ -2,11 +2,7 @@ package e2e_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,23 +17,7 @@ import (
 // one scrape (ok false when it has none).
 func instanceSample(t *testing.T, base, metric, id string) (float64, bool) {
 	t.Helper()
-	res, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, metric+"{") && strings.Contains(line, `instance_id="`+id+`"`) {
-			fields := strings.Fields(line)
-			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
+	return sampleOf(t, base+"/metrics", metric, `instance_id="`+id+`"`)
 }
 
 // With the events path (the default), a die is in the metrics within a

@@ -156,6 +156,9 @@ func (f *Feed) Run(ctx context.Context) {
 	for {
 		wasUp, err := f.listen(ctx)
 		f.setLive(false)
+		// What was read from it may be old news now: the next scan reads
+		// the source itself.
+		f.cfg.Changed()
 		if ctx.Err() != nil {
 			return
 		}

@@ -42,14 +42,23 @@ func (a *App) build() (http.Handler, error) {
 		own.MustRegister(a.feed)
 		inventory = store.Fed{Store: a.store, Feed: a.feed}
 	}
-	a.scanner = scan.NewScanner(engine, inventory, scan.Config{
+	sc := scan.Config{
 		Config:             a.judging(),
 		CacheTTL:           cfg.CacheTTL,
 		MaxSnapshotAge:     cfg.MaxSnapshotAge,
 		Timeout:            4 * cfg.DockerTimeout,
 		Adopt:              cfg.Adopt,
 		AliveWriteInterval: cfg.AliveWriteInterval,
-	}, a.logger)
+	}
+	if a.view != nil && a.feed != nil {
+		// Both kept live, a scan is current until they say otherwise (or a
+		// verdict changes by time): scrapes between share its rendering,
+		// with no call to Docker or PostgreSQL; the background scan still
+		// runs every interval.
+		sc.Live = func() bool { return a.view.Live() && a.feed.Live() }
+		sc.LiveTTL = cfg.ScanInterval
+	}
+	a.scanner = scan.NewScanner(engine, inventory, sc, a.logger)
 	a.service = cleanup.NewService(a.store, a.docker, a.scanner, cleanup.Config{
 		Config:        a.judging(),
 		Workers:       cfg.Workers,

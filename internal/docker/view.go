@@ -96,6 +96,9 @@ func (v *View) Run(ctx context.Context) {
 	for {
 		wasLive, err := v.watch(ctx)
 		v.setLive(false)
+		// What was read from it may be old news now: the next scan reads
+		// the source itself.
+		v.cfg.Changed()
 		if ctx.Err() != nil {
 			return
 		}

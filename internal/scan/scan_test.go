@@ -345,3 +345,40 @@ func TestAliveWritesAreRationed(t *testing.T) {
 	engine.SetState(hexID(1), "running")
 	step(5*time.Second, 1, "a runs again")
 }
+
+// With its inputs kept live, a scan stays current for LiveTTL: until a
+// change outdates it, or time alone changes a verdict (a recent instance
+// passing its threshold); without, for CacheTTL.
+func TestLiveScansStayCurrent(t *testing.T) {
+	engine := &dockertest.Engine{}
+	engine.Add(dockertest.Container{ID: hexID(1), State: "exited", Labels: map[string]string{stale.LabelInstanceID: "a"}, Created: t0.Add(-30 * time.Minute), FinishedAt: t0.Add(-30 * time.Minute)})
+	st := mem(7, stale.Instance{ID: "a", ContainerID: hexID(1), CreatedAt: t0.Add(-30 * time.Minute)})
+	clock := &fakeClock{now: t0}
+	live := true
+	scanner := scan.NewScanner(engine, st, scan.Config{Config: stale.Config{Host: testenv.EngineName, Unowned: stale.UnownedOn, Threshold: time.Hour, Now: clock.Now},
+		CacheTTL: time.Second, MaxSnapshotAge: time.Hour, Live: func() bool { return live }, LiveTTL: time.Hour}, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	seq := func() uint64 { return scanner.Result(ctx).Seq }
+	if seq() != 1 {
+		t.Fatal("no first scan")
+	}
+	clock.Add(10 * time.Minute)
+	if got := seq(); got != 1 {
+		t.Errorf("live, 10 minutes on: scan %d, want the first still", got)
+	}
+	scanner.Outdate()
+	if got := seq(); got != 2 {
+		t.Errorf("outdated: scan %d, want a new one", got)
+	}
+	// The instance, last alive 40 minutes ago, turns stale 20 minutes on.
+	clock.Add(20*time.Minute + time.Nanosecond)
+	r := scanner.Result(ctx)
+	if r.Seq != 3 || !r.Snapshot.Observations[0].Verdict.Stale {
+		t.Errorf("past the threshold: scan %d, stale %v; want a new scan judging it stale", r.Seq, r.Snapshot.Observations[0].Verdict.Stale)
+	}
+	live = false
+	clock.Add(2 * time.Second)
+	if got := seq(); got != 4 {
+		t.Errorf("not live, past CacheTTL: scan %d, want a new one", got)
+	}
+}

@@ -49,6 +49,13 @@ type Config struct {
 	// AliveWriteInterval is how often last_alive_at of a running instance
 	// is written (0: on every scan).
 	AliveWriteInterval time.Duration
+	// Live reports whether what a scan reads is kept by events and
+	// announcements (a view of the engine, a feed of the store), which say
+	// when it changes: a scan then stays current for LiveTTL, until a
+	// change outdates it or time alone changes a verdict, instead of
+	// CacheTTL.
+	Live    func() bool
+	LiveTTL time.Duration
 }
 
 // Result is what a caller gets: the outcome of the latest scan and the last
@@ -84,6 +91,9 @@ type Scanner struct {
 	good     *stale.Snapshot
 	attempt  time.Time // when the latest scan started
 	seq      uint64    // scans finished
+	// changesAt is when time alone changes a verdict of the latest good
+	// scan (zero: never): it is outdated then.
+	changesAt time.Time
 	// started numbers the scans started; a scan numbered at or below
 	// expired read the store before a change that Expire announced.
 	started, expired uint64
@@ -125,7 +135,13 @@ func (s *Scanner) Wait() { s.scans.Wait() }
 // arrive while a scan runs share it.
 func (s *Scanner) Result(ctx context.Context) Result {
 	return s.await(ctx, func() bool {
-		return s.attempt.IsZero() || s.cfg.Now().Sub(s.attempt) > s.cfg.CacheTTL || s.started <= s.expired
+		now := s.cfg.Now()
+		ttl := s.cfg.CacheTTL
+		if s.cfg.Live != nil && s.cfg.Live() {
+			ttl = max(ttl, s.cfg.LiveTTL)
+		}
+		return s.attempt.IsZero() || now.Sub(s.attempt) > ttl || s.started <= s.expired ||
+			!s.changesAt.IsZero() && !now.Before(s.changesAt)
 	})
 }
 
@@ -225,6 +241,7 @@ func (s *Scanner) startLocked() {
 		s.mu.Lock()
 		if r.Success {
 			s.good = snap
+			s.changesAt = snap.ChangesAt()
 		} else {
 			s.logger.Warn("scan failed", "err", r.Err)
 		}

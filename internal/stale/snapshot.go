@@ -70,3 +70,15 @@ func (s *Snapshot) ReclaimableBytes() int64 {
 	}
 	return n
 }
+
+// ChangesAt is the first time after the scan at which time alone changes
+// one of its verdicts (zero: none does).
+func (s *Snapshot) ChangesAt() time.Time {
+	var first time.Time
+	for _, o := range s.Observations {
+		if at := o.Verdict.ChangesAt(); at.After(s.ScannedAt) && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
+}

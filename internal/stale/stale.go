@@ -167,6 +167,20 @@ type Verdict struct {
 	Keep *Keep
 }
 
+// ChangesAt is when the verdict changes by the passing of time alone: a
+// recent instance becomes stale just after its threshold, a timed keep
+// ends. Zero when time alone changes nothing (a running instance's last
+// alive moves with the clock, but its verdict does not).
+func (v Verdict) ChangesAt() time.Time {
+	switch {
+	case v.Reason == ReasonRecent && v.Threshold > 0:
+		return v.LastAlive.Add(v.Threshold + time.Nanosecond)
+	case v.Reason == ReasonKeptUntil && v.Keep != nil && !v.Keep.Until.IsZero():
+		return v.Keep.Until
+	}
+	return time.Time{}
+}
+
 // Explain is the verdict's reason with its detail, for people.
 func (v Verdict) Explain() string {
 	if v.Detail != "" {

@@ -306,3 +306,43 @@ func TestParseStaleAfter(t *testing.T) {
 		}
 	}
 }
+
+// ChangesAt is the first instant at which time alone changes the verdict:
+// judged then, it has changed; judged a nanosecond before, it has not.
+func TestVerdictChangesAt(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	managed := map[string]string{stale.LabelInstanceID: "i1"}
+	exited := stale.Container{Found: true, State: "exited", Created: now.Add(-time.Hour), Labels: managed}
+	row := stale.Instance{ID: "i1", Status: stale.StatusStopped, CreatedAt: now.Add(-time.Hour), ContainerID: "c1"}
+	kept := row
+	kept.Keep = &stale.Keep{Until: now.Add(3 * time.Hour), By: "ana", Reason: "demo"}
+	forever := row
+	forever.Keep = &stale.Keep{By: "ana", Reason: "demo"}
+	running := exited
+	running.State = "running"
+	for name, c := range map[string]struct {
+		in   stale.Instance
+		c    stale.Container
+		want time.Time
+	}{
+		"recent":       {row, exited, now.Add(time.Hour + time.Nanosecond)},
+		"kept a while": {kept, exited, now.Add(3 * time.Hour)},
+		"kept forever": {forever, exited, time.Time{}},
+		"running":      {row, running, time.Time{}},
+	} {
+		v := stale.Judge(c.in, c.c, 2*time.Hour, now)
+		at := v.ChangesAt()
+		if !at.Equal(c.want) {
+			t.Errorf("%s: changes at %v, want %v", name, at, c.want)
+		}
+		if at.IsZero() {
+			continue
+		}
+		if before := stale.Judge(c.in, c.c, 2*time.Hour, at.Add(-time.Nanosecond)); before.Reason != v.Reason {
+			t.Errorf("%s: changed a nanosecond early: %s", name, before.Reason)
+		}
+		if after := stale.Judge(c.in, c.c, 2*time.Hour, at); after.Reason == v.Reason {
+			t.Errorf("%s: unchanged at %v: %s", name, at, after.Reason)
+		}
+	}
+}

@@ -145,9 +145,14 @@ func (s *Scanner) Result(ctx context.Context) Result {
 	})
 }
 
-// Rescan runs a fresh scan (or joins the one running) and returns its result.
+// Rescan runs a fresh scan (or joins the one running) and returns its
+// result. A scan that started after the call satisfies it: one an
+// Expire made another caller start meanwhile is not followed by a third.
 func (s *Scanner) Rescan(ctx context.Context) Result {
-	return s.await(ctx, func() bool { return true })
+	s.mu.Lock()
+	before := s.started
+	s.mu.Unlock()
+	return s.await(ctx, func() bool { return s.started <= before || s.started <= s.expired })
 }
 
 // Expire says the store changed in a way the cached judgement misses (a

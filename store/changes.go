@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -102,7 +101,7 @@ func (f *Feed) ReadInventory(ctx context.Context, dockerHost string) (Inventory,
 		}
 		f.fullReads.Add(1)
 		f.inv, f.host, f.fullAt, f.heartbeatAt = &inv, dockerHost, now, now
-		return inv.copy(), nil
+		return inv, nil
 	}
 	var rows []stale.Instance
 	var engines *Inventory
@@ -122,7 +121,10 @@ func (f *Feed) ReadInventory(ctx context.Context, dockerHost string) (Inventory,
 	if engines != nil {
 		f.inv.Engines, f.inv.OtherEngines, f.heartbeatAt = engines.Engines, engines.OtherEngines, now
 	}
-	return f.inv.copy(), nil
+	// Shared with the caller, not copied (a scan of thousands reads it
+	// every time): the feed never changes a slice or map it handed out,
+	// merge and the engines' read make new ones.
+	return *f.inv, nil
 }
 
 // Expire makes the next read a full one: the caller changed the store in a
@@ -277,8 +279,8 @@ func (s *Store) readChanged(ctx context.Context, dockerHost string, ids []string
 	return rows, engines, nil
 }
 
-// merge replaces the instances of ids by rows: an id without a row is gone
-// (deleted, or now another engine's).
+// merge replaces the instances of ids by rows, in a new slice: an id
+// without a row is gone (deleted, or now another engine's).
 func (inv *Inventory) merge(ids []string, rows []stale.Instance) {
 	if len(ids) == 0 {
 		return
@@ -295,14 +297,6 @@ func (inv *Inventory) merge(ids []string, rows []stale.Instance) {
 	}
 	inv.Instances = append(kept, rows...)
 	slices.SortFunc(inv.Instances, func(a, b stale.Instance) int { return strings.Compare(a.ID, b.ID) })
-}
-
-// copy is the inventory with its own slice and map, for a caller to keep.
-func (inv *Inventory) copy() Inventory {
-	out := *inv
-	out.Instances = append([]stale.Instance(nil), inv.Instances...)
-	out.Engines = maps.Clone(inv.Engines)
-	return out
 }
 
 var (

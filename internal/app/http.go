@@ -30,7 +30,7 @@ func (a *App) build() (http.Handler, error) {
 	// cleanups always ask the engine itself.
 	var engine scan.Docker = a.docker
 	if cfg.DockerEvents {
-		a.view = docker.NewView(a.docker, docker.ViewConfig{Resync: cfg.DockerResync, Ping: viewPing, Changed: a.changed}, a.logger)
+		a.view = docker.NewView(a.docker, docker.ViewConfig{Resync: cfg.DockerResync, Ping: quietPing, Changed: a.changed}, a.logger)
 		own.MustRegister(a.view)
 		engine = a.view
 	}
@@ -38,7 +38,7 @@ func (a *App) build() (http.Handler, error) {
 	var inventory scan.Store = a.store
 	if cfg.StoreChanges {
 		a.feed = store.NewFeed(a.store, store.FeedConfig{Resync: cfg.StoreResync, Heartbeat: cfg.AliveWriteInterval,
-			Ping: viewPing, Timeout: cfg.StoreTimeout, Changed: a.changed}, a.logger)
+			Ping: quietPing, Timeout: cfg.StoreTimeout, Changed: a.changed}, a.logger)
 		own.MustRegister(a.feed)
 		inventory = store.Fed{Store: a.store, Feed: a.feed}
 	}
@@ -98,9 +98,10 @@ func (a *App) build() (http.Handler, error) {
 	return router, nil
 }
 
-// viewPing is how often a quiet event stream's engine is asked whether it
-// answers: a frozen engine keeps its stream open.
-const viewPing = 15 * time.Second
+// quietPing is how often the view asks the engine, and the feed its
+// listening connection, whether they answer while nothing arrives: a
+// frozen engine or server keeps its stream open.
+const quietPing = 15 * time.Second
 
 // changed is told of every change of the view or of the store's feed: the
 // cached scan is outdated, and a new one is asked for at once, so that a

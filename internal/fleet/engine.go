@@ -79,7 +79,8 @@ func ID() string {
 	return hex.EncodeToString(b)
 }
 
-// Add adds a container (and says so, as a create event would).
+// Add adds a container, as it stands (no event: a fleet is seeded before
+// it is watched).
 func (e *Engine) Add(c Container) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -44,9 +44,6 @@ type options struct {
 	warmup, window time.Duration
 	scrape, churn  time.Duration
 	runningShare   float64
-	dir            string
-	pgBin          string
-	pgPort         int
 	verbose        bool
 }
 

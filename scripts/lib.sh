@@ -59,7 +59,8 @@ as_postgres() {
   if [ "$(id -un)" = postgres ]; then
     "$@"
   elif [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    # From /: postgres may not enter the caller's directory.
+    (cd / && runuser -u postgres -- "$@")
   else
     echo "creating the exporter's role and database needs root (or the postgres account)" >&2
     exit 1

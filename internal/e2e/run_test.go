@@ -148,9 +148,15 @@ func superuserNames(t *testing.T) string {
 // psql runs one query as PostgreSQL's superuser account and returns its answer.
 func psql(t *testing.T, db, query string) string {
 	t.Helper()
-	out, err := exec.Command("runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-d", db, "-tAc", query).CombinedOutput()
+	cmd := exec.Command("runuser", "-u", "postgres", "--", "psql", "-h", "/var/run/postgresql", "-d", db, "-tAc", query)
+	// From /: postgres may not enter the checkout's directory (a clone in a
+	// private temporary directory), and psql would say so among the answer.
+	cmd.Dir = "/"
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("psql %q: %v\n%s", query, err, out)
+		t.Fatalf("psql %q: %v\n%s%s", query, err, out, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
 }
